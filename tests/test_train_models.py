@@ -1,0 +1,71 @@
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from fm_course.core import seed_everything
+from fm_course.models import MLP, SmallCNN
+from fm_course.train import History, TensorLoader, accuracy, evaluate, fit, get_preds
+
+
+def _data(n=64):
+    g = seed_everything(0)
+    return torch.randn(n, 4, generator=g), torch.randint(0, 3, (n,), generator=g)
+
+
+def test_fit_history_and_determinism():
+    def run():
+        x, y = _data(); seed_everything(0)
+        m = nn.Linear(4, 3)
+        h = fit(m, TensorLoader(x, y, batch_size=16, shuffle=True, generator=torch.Generator().manual_seed(0)),
+                loss_fn=F.cross_entropy, opt=torch.optim.SGD(m.parameters(), lr=0.1), epochs=2,
+                valid_dl=TensorLoader(x, y, batch_size=64), metrics={'acc': accuracy}, progress=False)
+        return h
+    a, b = run(), run()
+    assert len(a) == 2 and a['train_loss'] == b['train_loss'] and set(a.last) >= {'train_loss', 'valid_loss', 'valid_acc', 'seconds'}
+
+
+def test_fit_with_progress_and_clipping():
+    x, y = _data(); m = nn.Linear(4, 3)
+    h = fit(m, TensorLoader(x, y, batch_size=16), loss_fn=F.cross_entropy, opt=torch.optim.SGD(m.parameters(), lr=0.1),
+            epochs=1, clip_grad=0.5, progress=True)
+    assert isinstance(h, History) and len(h) == 1
+
+
+@pytest.mark.parametrize('kw, err, msg', [
+    (dict(epochs=0), ValueError, 'epochs'), (dict(epochs=1.5), ValueError, 'epochs'),
+    (dict(clip_grad=-1.0), ValueError, 'clip_grad'), (dict(patience=2), ValueError, 'patience needs a valid_dl'),
+    (dict(patience=0), ValueError, 'patience must be')])
+def test_fit_bad_input(kw, err, msg):
+    x, y = _data(); m = nn.Linear(4, 3)
+    args = dict(loss_fn=F.cross_entropy, opt=torch.optim.SGD(m.parameters(), lr=0.1), epochs=1) | kw
+    with pytest.raises(err, match=msg): fit(m, TensorLoader(x, y), **args)
+    with pytest.raises(TypeError, match='model'): fit('m', TensorLoader(x, y), loss_fn=F.cross_entropy, opt=args['opt'], epochs=1)
+    with pytest.raises(TypeError, match='opt'): fit(m, TensorLoader(x, y), loss_fn=F.cross_entropy, opt='sgd', epochs=1)
+
+
+def test_tensor_loader_bad_input():
+    with pytest.raises(TypeError, match='at least one tensor'): TensorLoader()
+    with pytest.raises(TypeError, match=r'tensors\[1\]'): TensorLoader(torch.zeros(3), [1, 2, 3])
+    with pytest.raises(ValueError, match='same first dimension'): TensorLoader(torch.zeros(3), torch.zeros(4))
+    with pytest.raises(ValueError, match='batch_size'): TensorLoader(torch.zeros(3), batch_size=-1)
+
+
+def test_evaluate_and_preds():
+    x, y = _data(); m = nn.Linear(4, 3)
+    ev = evaluate(m, TensorLoader(x, y, batch_size=10), F.cross_entropy, {'acc': accuracy})
+    logits, targets = get_preds(m, TensorLoader(x, y, batch_size=10))
+    assert abs(ev['loss'] - F.cross_entropy(logits, targets).item()) < 1e-5
+    assert abs(ev['acc'] - accuracy(logits, targets).item()) < 1e-6
+    with pytest.raises(ValueError, match='no batches'): evaluate(m, [], F.cross_entropy)
+    with pytest.raises(ValueError, match='logits must be'): accuracy(torch.zeros(3), torch.zeros(3))
+
+
+def test_models_shapes_and_bad_input():
+    assert MLP((10, 5, 2))(torch.zeros(4, 10)).shape == (4, 2)
+    assert SmallCNN(width=4)(torch.zeros(2, 1, 28, 28)).shape == (2, 10)
+    with pytest.raises(TypeError, match='sizes'): MLP('784,10')
+    with pytest.raises(TypeError, match=r'sizes\[0\]'): MLP((7.5, 3))
+    with pytest.raises(ValueError, match='dropout'): MLP(dropout=-0.1)
+    with pytest.raises(TypeError, match='width'): SmallCNN(width=2.0)
+    with pytest.raises(ValueError, match='x must be'): SmallCNN(width=4)(torch.zeros(2, 1, 32, 32))
