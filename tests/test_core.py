@@ -117,3 +117,12 @@ def test_record_result_bad_input(args, err, msg):
 def test_corrupt_results_file_is_reported(scratch_env):
     f = results_file(); f.parent.mkdir(parents=True); f.write_text('{not json')
     with pytest.raises(ValueError, match='not valid JSON'): load_results()
+
+
+def test_clear_results(scratch_env):
+    from fm_course.core import clear_results
+    record_result('a', 'x', 1); record_result('b', 'y', 2)
+    clear_results('a')
+    assert set(load_results()) == {'b'}
+    clear_results('never-recorded')   # a no-op
+    with pytest.raises(TypeError, match='chapter'): clear_results('')

@@ -43,6 +43,8 @@ def run(path: Path, timeout: int) -> float:
     for c in skipped:
         c.outputs, c.execution_count = [], None
         c.metadata.setdefault('tags', []).append(SKIP)
+    from fm_course.core import clear_results
+    clear_results(path.stem)   # records are keyed by notebook name: none from an earlier run may linger
     t0 = time.perf_counter()
     try:
         NotebookClient(nb, timeout=timeout, kernel_name='python3', skip_cells_with_tag=SKIP,
