@@ -77,8 +77,9 @@ check-readme: venv   ## README.md is what nbs/index.ipynb generates
 	$(BIN)/python tools/build_site.py readme
 	@cmp -s README.md $(TMP)/README.md || { echo "README.md differs from nbs/index.ipynb: run 'make readme' and commit"; exit 1; }
 
-nbtest: venv         ## every notebook runs and its proof cells pass (fast profile; records go to a scratch folder)
-	FM_COURSE_RESULTS=$(TMP)/results $(BIN)/nbdev_test --timing
+nbtest: venv         ## every notebook runs and its proof cells pass (fast profile; records go to a scratch folder).
+                     ## One at a time: each chapter uses both cores, and parallel notebooks only fight over them.
+	FM_COURSE_RESULTS=$(TMP)/results $(BIN)/nbdev_test --timing --n_workers 1
 
 pytest: venv
 	FM_COURSE_RESULTS=$(TMP)/results $(BIN)/python -m pytest -q tests/
