@@ -145,7 +145,7 @@ def readme() -> Path:
     "README.md from the adapted index notebook: tagged cells removed, links pointing into nbs/."
     from nbconvert import MarkdownExporter
     from nbconvert.preprocessors import TagRemovePreprocessor
-    if not PROC.exists(): proc()
+    proc()   # always from the current notebooks: a stale _proc/ would give a stale README
     nb = adapt(PROC / 'index.ipynb', page_names(), _doc_url())
     exporter = MarkdownExporter()
     exporter.register_preprocessor(TagRemovePreprocessor(remove_cell_tags={'remove-cell'}, remove_input_tags={'remove-input'},
