@@ -133,8 +133,3 @@ def test_results_table_escapes_pipes(scratch_env):
     row = [r for r in results_table().splitlines() if 'largest' in r][0]
     assert row == '| ch | largest \\|a - b\\| | 0.5 | ' + load_results()['ch']['largest |a - b|']['device'] + ' |'
 
-
-def test_results_table_escapes_pipes(scratch_env):
-    record_result('ch', 'largest |a - b|', 0.5)
-    row = [r for r in results_table().splitlines() if 'largest' in r][0]
-    assert row == '| ch | largest \\|a - b\\| | 0.5 | ' + load_results()['ch']['largest |a - b|']['device'] + ' |'
