@@ -1,0 +1,120 @@
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from fm_course.mlm import (SentenceClassifier, check_perplexity, mask_tokens, masked_accuracy, mlm_loss, mlm_step, pack_sequences,
+                           pretrain_mlm, selected_budget)
+
+
+def ids(shape=(8, 32), V=100, seed=0):
+    return torch.randint(5, V, shape, generator=torch.Generator().manual_seed(seed))
+
+
+@pytest.mark.parametrize('p', [0, 1, -0.1, 1.5, '0.15', True, None])
+def test_mask_tokens_probability_outside_open_unit_interval(p):
+    with pytest.raises(ValueError, match=r'mlm_probability must be a probability in \(0, 1\)'): mask_tokens(ids(), mask_token_id=3, vocab_size=100, mlm_probability=p)
+
+
+@pytest.mark.parametrize('m', [-1, 100, 1000, 2.0, None])
+def test_mask_tokens_mask_id_outside_vocabulary(m):
+    with pytest.raises(ValueError, match=r'mask_token_id must be an int in \[0, vocab_size=100\)'): mask_tokens(ids(), mask_token_id=m, vocab_size=100)
+
+
+def test_mask_tokens_other_bad_inputs():
+    with pytest.raises(TypeError, match='input_ids must be an integer torch.Tensor'): mask_tokens(ids().float(), mask_token_id=3, vocab_size=100)
+    with pytest.raises(TypeError, match='input_ids must be an integer torch.Tensor'): mask_tokens([[1, 2]], mask_token_id=3, vocab_size=100)
+    with pytest.raises(ValueError, match="special_tokens_mask must be a tensor of input_ids' shape"): mask_tokens(ids(), mask_token_id=3, vocab_size=100, special_tokens_mask=torch.zeros(8, 31))
+    with pytest.raises(ValueError, match='vocab_size must be an int >= 2'): mask_tokens(ids(), mask_token_id=0, vocab_size=1)
+    with pytest.raises(ValueError, match='mask_fraction \\+ random_fraction must be <= 1'): mask_tokens(ids(), mask_token_id=3, vocab_size=100, mask_fraction=0.9, random_fraction=0.2)
+
+
+def test_mask_tokens_contract():
+    x = ids((64, 64)); before = x.clone()
+    special = torch.zeros_like(x, dtype=torch.bool); special[:, :2] = True
+    out, labels = mask_tokens(x, mask_token_id=3, vocab_size=100, special_tokens_mask=special, generator=torch.Generator().manual_seed(0))
+    assert torch.equal(x, before) and out.shape == x.shape and out.dtype == x.dtype
+    sel = labels != -100
+    assert not sel[:, :2].any() and torch.equal(labels[sel], x[sel]) and torch.equal(out[~sel], x[~sel])
+    again = mask_tokens(x, mask_token_id=3, vocab_size=100, special_tokens_mask=special, generator=torch.Generator().manual_seed(0))
+    assert torch.equal(again[0], out) and torch.equal(again[1], labels)
+    assert ((out >= 0) & (out < 100)).all()
+
+
+def test_mlm_loss_matches_cross_entropy_and_checks():
+    g = torch.Generator().manual_seed(0)
+    logits = torch.randn(4, 10, 20, generator=g)
+    labels = torch.full((4, 10), -100); labels[0, 3] = 5; labels[2, 7] = 19
+    assert torch.allclose(mlm_loss(logits, labels), F.cross_entropy(logits.view(-1, 20), labels.view(-1), ignore_index=-100))
+    with pytest.raises(ValueError, match='no position is selected'): mlm_loss(logits, torch.full((4, 10), -100))
+    with pytest.raises(ValueError, match="labels' shape plus a vocabulary dimension"): mlm_loss(logits, labels[:, :5])
+    with pytest.raises(ValueError, match="labels' shape plus a vocabulary dimension"): masked_accuracy(logits, labels[:3])
+    with pytest.raises(TypeError, match='logits and labels must be torch.Tensors'): mlm_loss(logits.tolist(), labels)
+    logits[0, 3, 5] = 100.0
+    assert masked_accuracy(logits, labels).item() in (0.5, 1.0)
+
+
+def test_selected_budget_and_pack_sequences():
+    assert selected_budget(4096, 0.15) == math.ceil(4096 * 0.15 + 5 * math.sqrt(4096 * 0.15 * 0.85))
+    assert selected_budget(10, 0.5, n_sd=100) == 10
+
+    class Tok:   # the two attributes and the call pack_sequences uses
+        cls_token_id, sep_token_id = 1, 2
+        def __call__(self, texts, add_special_tokens, verbose=True): return {'input_ids': [[10 + len(w) for w in t.split()] for t in texts]}
+    out = pack_sequences(['a bb ccc', 'dddd', 'ee f'] * 4, Tok(), 8)
+    assert out.shape[1] == 8 and (out[:, 0] == 1).all() and (out[:, -1] == 2).all()
+    with pytest.raises(ValueError, match='seq_len must be an int >= 8'): pack_sequences(['a'], Tok(), 4)
+    with pytest.raises(TypeError, match='texts must be a list of strings'): pack_sequences('a b', Tok(), 8)
+    with pytest.raises(ValueError, match='fewer than one sequence'): pack_sequences(['a'], Tok(), 8)
+
+
+def tiny_bert():
+    from transformers import BertConfig, BertForMaskedLM
+    torch.manual_seed(0)
+    cfg = BertConfig(vocab_size=60, hidden_size=16, num_hidden_layers=1, num_attention_heads=2, intermediate_size=32, max_position_embeddings=16, pad_token_id=0)
+    return cfg, BertForMaskedLM(cfg)
+
+
+def test_mlm_step_equals_full_logits_loss():
+    cfg, model = tiny_bert(); model.eval()
+    x = ids((4, 16), V=60)
+    xt, y = mask_tokens(x, mask_token_id=4, vocab_size=60, generator=torch.Generator().manual_seed(0))
+    loss, acc = mlm_step(model, xt, y, k=selected_budget(64, 0.15))
+    full = model(input_ids=xt, labels=y)
+    assert torch.allclose(loss, full.loss, atol=1e-5) and torch.allclose(acc, masked_accuracy(full.logits, y))
+
+
+def test_pretrain_mlm_runs_and_lowers_the_loss():
+    cfg, model = tiny_bert()
+    seqs = torch.randint(5, 12, (64, 16), generator=torch.Generator().manual_seed(0))   # a 7-token language: learnable
+    log = pretrain_mlm(model, seqs, steps=60, batch_size=16, lr=3e-3, special_ids=[0, 1, 2], mask_token_id=4, eval_sequences=seqs[:8], eval_every=30, device='cpu')
+    assert [r['step'] for r in log] == [30, 60] and log[-1]['eval_loss'] < math.log(60)
+    with pytest.raises(ValueError, match=r'sequences must be a \[N, L\] tensor'): pretrain_mlm(model, seqs[0], steps=1, batch_size=1, lr=1e-3, special_ids=[0], mask_token_id=4)
+    with pytest.raises(ValueError, match='steps must be an int >= 1'): pretrain_mlm(model, seqs, steps=0, batch_size=1, lr=1e-3, special_ids=[0], mask_token_id=4)
+
+
+def test_sentence_classifier_loads_an_encoder_and_rejects_a_wrong_one():
+    cfg, model = tiny_bert()
+    clf = SentenceClassifier(cfg, encoder_state=model.bert.state_dict())
+    assert torch.equal(clf.net.bert.embeddings.word_embeddings.weight, model.bert.embeddings.word_embeddings.weight)
+    assert clf(ids((3, 16), V=60)).shape == (3, 2)
+    with pytest.raises(ValueError, match='encoder_state does not fit'): SentenceClassifier(cfg, encoder_state={'nonsense.weight': torch.zeros(1)})
+
+
+def test_perplexity_checker():
+    def right(logits, labels): return mlm_loss(logits, labels).exp()
+    assert check_perplexity(right)
+    with pytest.raises(AssertionError, match='perplexity'): check_perplexity(lambda lo, la: F.cross_entropy(lo.reshape(-1, lo.shape[-1]), la.reshape(-1).clamp(min=0)).exp())
+
+
+def test_length_buckets_pad_per_batch_and_cover_every_example():
+    from fm_course.mlm import LengthBuckets
+    seqs = [[1] * n for n in (5, 2, 9, 3, 3, 7)]
+    lb = LengthBuckets(seqs, torch.arange(6), 2, pad_token_id=0, shuffle=True, generator=torch.Generator().manual_seed(0), device='cpu')
+    batches = list(lb)
+    assert len(lb) == 3 and sorted(b[0].shape[1] for b in batches) == [3, 5, 9]
+    assert sorted(torch.cat([b[1] for b in batches]).tolist()) == list(range(6))
+    assert sum(int((b[0] != 0).sum()) for b in batches) == sum(len(s) for s in seqs)
+    with pytest.raises(ValueError, match='same length'): LengthBuckets(seqs, torch.arange(5), 2, 0)
+    with pytest.raises(ValueError, match='batch_size must be an int >= 1'): LengthBuckets(seqs, torch.arange(6), 0, 0)
