@@ -97,7 +97,7 @@ def test_pretrain_mlm_runs_and_lowers_the_loss():
 def test_sentence_classifier_loads_an_encoder_and_rejects_a_wrong_one():
     cfg, model = tiny_bert()
     clf = SentenceClassifier(cfg, encoder_state=model.bert.state_dict())
-    assert torch.equal(clf.net.bert.embeddings.word_embeddings.weight, model.bert.embeddings.word_embeddings.weight)
+    assert torch.equal(clf.encoder.embeddings.word_embeddings.weight, model.bert.embeddings.word_embeddings.weight)
     assert clf(ids((3, 16), V=60)).shape == (3, 2)
     with pytest.raises(ValueError, match='encoder_state does not fit'): SentenceClassifier(cfg, encoder_state={'nonsense.weight': torch.zeros(1)})
 
