@@ -19,7 +19,7 @@ __all__ = ['mask_tokens', 'mlm_loss', 'masked_accuracy', 'bert_tokenizer', 'pack
            'pretrain_mlm', 'SentenceClassifier', 'LengthBuckets', 'finetune_classifier', 'check_perplexity']
 
 # %% ../nbs/30_mlm.ipynb #3e90c5f3
-def _check_prob(name, p, lo_open=True):
+def _check_prob(name, p):
     if isinstance(p, bool) or not isinstance(p, (int, float)) or not (0 < p < 1): raise ValueError(f"{name} must be a probability in (0, 1), got {p!r}")
 
 def mask_tokens(input_ids: torch.Tensor, *, mask_token_id: int, vocab_size: int, special_tokens_mask: torch.Tensor | None = None,
