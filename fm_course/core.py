@@ -12,9 +12,10 @@ import torch
 from torch import nn
 
 # %% auto #0
-__all__ = ['DEVICE_ENV', 'PROFILE_ENV', 'PROFILES', 'RESULTS_ENV', 'get_device', 'seed_everything', 'get_profile', 'by_profile',
-           'n_params', 'Timer', 'atomic_path', 'save_checkpoint', 'load_checkpoint', 'project_root', 'results_file',
-           'load_results', 'record_result', 'clear_results', 'results_table']
+__all__ = ['DEVICE_ENV', 'PROFILE_ENV', 'PROFILES', 'CACHE_ENV', 'RESULTS_ENV', 'get_device', 'seed_everything', 'get_profile',
+           'by_profile', 'check_arg', 'n_params', 'Timer', 'atomic_path', 'cache_dir', 'save_checkpoint',
+           'load_checkpoint', 'project_root', 'results_file', 'load_results', 'record_result', 'clear_results',
+           'results_table']
 
 # %% ../nbs/00_core.ipynb #613b95af
 DEVICE_ENV = 'FM_COURSE_DEVICE'
@@ -72,6 +73,41 @@ def by_profile(fast, full):
     "`fast` under the fast profile, `full` under the full one."
     return full if get_profile() == 'full' else fast
 
+# %% ../nbs/00_core.ipynb #542ab9f2
+def _type_names(types: tuple) -> str:
+    names = {bool: 'a bool', int: 'an int', float: 'a number', str: 'a str'}
+    return ' or '.join(names.get(t, getattr(t, '__name__', str(t))) for t in types)
+
+def check_arg(name: str,  # the argument's name as the caller spells it, e.g. 'gamma' or 'sizes[1]'
+              value,  # the value the caller passed
+              types: type | tuple = float,  # accepted type(s); `float` admits any real number, `int` any integer
+              *,
+              lo: float | None = None,  # lower bound, or None for no bound
+              hi: float | None = None,  # upper bound, or None for no bound
+              lo_open: bool = False,  # True: `value > lo` is required instead of `value >= lo`
+              hi_open: bool = False,  # True: `value < hi` is required instead of `value <= hi`
+              optional: bool = False,  # True: `None` is accepted (and returned) as well
+             ):
+    "Return `value` if it has one of `types` and lies in the interval given by `lo`/`hi`; else raise `TypeError`/`ValueError` naming `name`."
+    types = types if isinstance(types, tuple) else (types,)
+    if value is None and optional: return value
+    accepted = tuple({float: (int, float, np.integer, np.floating), int: (int, np.integer)}.get(t, (t,)) for t in types)
+    accepted = tuple(t for group in accepted for t in group)
+    numeric = lo is not None or hi is not None
+    if (isinstance(value, (bool, np.bool_)) and bool not in types) or not isinstance(value, accepted):
+        expected = _type_names(types) + (' or None' if optional else '')
+        raise TypeError(f"{name} must be {expected}, got {type(value).__name__} {value!r}")
+    if numeric:
+        ok_lo = lo is None or (value > lo if lo_open else value >= lo)
+        ok_hi = hi is None or (value < hi if hi_open else value <= hi)
+        if not (ok_lo and ok_hi):
+            if lo is not None and hi is not None:
+                where = f"in {'(' if lo_open else '['}{lo}, {hi}{')' if hi_open else ']'}"
+            elif lo is not None: where = f"{'>' if lo_open else '>='} {lo}"
+            else: where = f"{'<' if hi_open else '<='} {hi}"
+            raise ValueError(f"{name} must be {_type_names(types)} {where}, got {value!r}")
+    return value
+
 # %% ../nbs/00_core.ipynb #9eb6a5a0
 def n_params(model: nn.Module, trainable_only: bool = False) -> int:
     "Number of parameters of `model` (only those with `requires_grad` if `trainable_only`); shared tensors count once."
@@ -104,6 +140,12 @@ def atomic_path(dest: str | os.PathLike):
         os.replace(tmp, dest)
     finally:
         if tmp.exists(): tmp.unlink()
+
+CACHE_ENV = 'FM_COURSE_CACHE'
+
+def cache_dir() -> Path:
+    "The course's writable cache (downloads, checkpoints): `$FM_COURSE_CACHE`, else `~/.cache/fm_course`."
+    return Path(os.environ.get(CACHE_ENV) or Path.home()/'.cache'/'fm_course').expanduser()
 
 # %% ../nbs/00_core.ipynb #8d4323fb
 def save_checkpoint(model: nn.Module, path: str | os.PathLike, metadata: dict | None = None) -> Path:

@@ -11,13 +11,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .core import atomic_path
+from .core import CACHE_ENV, atomic_path, cache_dir
 
 # %% auto #0
-__all__ = ['DATA_FILES', 'DATA_ENV', 'CACHE_ENV', 'OFFLINE_ENV', 'TIMEOUT_ENV', 'MNIST_SPLITS', 'SST2_SPLITS', 'AG_NEWS_CLASSES',
-           'AG_NEWS_SPLITS', 'DataFile', 'MissingDataError', 'CorruptDataError', 'cache_dir', 'data_dirs',
-           'file_digest', 'fetch', 'load_mnist', 'load_mnist_5k', 'load_sst2', 'load_ag_news', 'load_tinyshakespeare',
-           'minilm_path', 'load_minilm']
+__all__ = ['DATA_FILES', 'DATA_ENV', 'OFFLINE_ENV', 'TIMEOUT_ENV', 'MNIST_SPLITS', 'SST2_SPLITS', 'AG_NEWS_CLASSES',
+           'AG_NEWS_SPLITS', 'DataFile', 'MissingDataError', 'CorruptDataError', 'data_dirs', 'file_digest', 'fetch',
+           'load_mnist', 'load_mnist_5k', 'load_sst2', 'load_ag_news', 'load_tinyshakespeare', 'minilm_path',
+           'load_minilm']
 
 # %% ../nbs/01_data.ipynb #476f566e
 @dataclass(frozen=True)
@@ -57,17 +57,13 @@ DATA_FILES = {f.relpath: f for f in [
 ]}
 
 # %% ../nbs/01_data.ipynb #96919d5d
-DATA_ENV, CACHE_ENV, OFFLINE_ENV, TIMEOUT_ENV = 'FM_COURSE_DATA', 'FM_COURSE_CACHE', 'FM_COURSE_OFFLINE', 'FM_COURSE_DOWNLOAD_TIMEOUT'
+DATA_ENV, OFFLINE_ENV, TIMEOUT_ENV = 'FM_COURSE_DATA', 'FM_COURSE_OFFLINE', 'FM_COURSE_DOWNLOAD_TIMEOUT'
 
 class MissingDataError(FileNotFoundError):
     "A data file is in none of the folders searched and could not be downloaded."
 
 class CorruptDataError(ValueError):
     "A data file exists but does not match its checksum or format."
-
-def cache_dir() -> Path:
-    "The writable cache: `$FM_COURSE_CACHE`, else `~/.cache/fm_course`."
-    return Path(os.environ.get(CACHE_ENV) or Path.home()/'.cache'/'fm_course').expanduser()
 
 def data_dirs(root: str | os.PathLike | None = None) -> list[Path]:
     "Folders searched in order: `root` (else `$FM_COURSE_DATA`), then the cache."
