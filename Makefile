@@ -1,12 +1,23 @@
 # The two commands of the README, and the steps they are made of.
 #   make course   set up, export, execute every notebook (fast profile), build the site
 #   make test     set up, then every check CI runs
+# FM_COURSE_PROFILE=full is the one switch for the full (GPU) profile: the notebooks read it for their sizes, and it
+# also runs nbdev's `#| full` cells (`nbdev_test --flags full`; tools/run_notebooks.py adds the flag itself).
+#   make test-full  the notebooks' tests at the full profile: use it, not a bare `nbdev_test --flags full`, which
+#                   does not set FM_COURSE_PROFILE and so would run the `#| full` cells at fast-profile sizes
 SHELL := /bin/bash
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
-TMP := $(shell mktemp -d 2>/dev/null || echo /tmp/fm_course_make)
+# Exact versions of every package, as the committed results were made (settings.ini keeps ranges).
+LOCK := constraints.txt
+# Chapters whose re-executed records must equal the committed ones (tools/check_results.py; `all`: every committed
+# chapter, as `make test` runs them all). 80_rl: one of the cheapest chapters, its seeded DQN runs repeat bit for bit
+# apart from wall-clock, and its exact records are counts and steps on a 5,000-step evaluation grid.
+REPRODUCE ?= 80_rl
+PROFILE := $(shell p='$(FM_COURSE_PROFILE)'; p="$${p,,}"; p="$${p//[[:space:]]/}"; echo "$${p:-fast}")
+NBFLAGS := $(if $(filter full,$(PROFILE)),--flags full)
 
 # Data: $FM_COURSE_DATA if set, else the course's shared data folder beside the checkout, if there is one.
 ifeq ($(strip $(FM_COURSE_DATA)),)
@@ -15,25 +26,29 @@ ifeq ($(strip $(FM_COURSE_DATA)),)
   endif
 endif
 
-.PHONY: course test venv export execute clean-nbs site readme site-check browser-check \
-        check-export check-clean check-readme nbtest pytest clean
+.PHONY: course test test-full venv lock export execute clean-nbs site readme site-check browser-check \
+        lint check-export check-clean check-readme check-wheel nbtest reproduce pytest clean
 
 course: execute site readme
 	@echo
-	@echo "Course executed ($${FM_COURSE_PROFILE:-fast} profile) and site built in _build/html."
+	@echo "Course executed ($(PROFILE) profile) and site built in _build/html."
 	@echo "View it:  $(BIN)/python -m http.server -d _build/html 8000   then open http://127.0.0.1:8000"
 	@echo "Notebooks: $(BIN)/jupyter lab nbs/"
 
-test: venv check-export check-clean check-readme nbtest pytest site-check
-	@echo "make test: all checks passed"
+test-full:           ## every notebook's tests at the full profile, `#| full` cells included (records go to a scratch folder)
+	$(MAKE) --no-print-directory nbtest FM_COURSE_PROFILE=full
 
-$(STAMP): settings.ini setup.py
+$(STAMP): settings.ini setup.py $(LOCK)
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --upgrade pip wheel setuptools
-	$(BIN)/python -m pip install -e ".[dev]"
+	$(BIN)/python -m pip install -c $(LOCK) pip wheel setuptools
+	$(BIN)/python -m pip install -c $(LOCK) --no-build-isolation -e ".[dev]"
 	touch $@
 
 venv: $(STAMP)
+
+lock: venv           ## rewrite $(LOCK) from the venv as it is now (after a deliberate upgrade; then re-execute the course)
+	{ grep '^#' $(LOCK); $(BIN)/python -m pip freeze --all --exclude-editable --exclude fm_course; } > $(LOCK).new
+	mv $(LOCK).new $(LOCK) && touch $(STAMP)
 
 export: venv
 	$(BIN)/nbdev_export
@@ -59,30 +74,58 @@ browser-check: venv
 	@test -f _build/html/index.html || $(MAKE) site
 	$(BIN)/python tools/browser_check.py
 
-# --- checks ---------------------------------------------------------------------------------
+lint: venv           ## pyflakes and syntax errors (ruff.toml)
+	$(BIN)/ruff check fm_course tools tests
+
+# --- checks that need a scratch folder ------------------------------------------------------
+SCRATCH_TARGETS := test check-export check-clean check-readme check-wheel nbtest reproduce pytest
+ifeq ($(strip $(SCRATCH)),)
+# Run in a sub-make with a fresh scratch folder, removed when it exits, passed or failed. (SCRATCH=DIR uses DIR and keeps it.)
+$(SCRATCH_TARGETS):
+	@tmp=$$(mktemp -d) && trap 'rm -rf "$$tmp"' EXIT && trap 'exit 130' INT TERM && \
+	  $(MAKE) --no-print-directory $@ SCRATCH="$$tmp"
+else
+test: venv lint check-export check-clean check-readme check-wheel nbtest reproduce pytest site-check
+	@echo "make test: all checks passed"
+
 check-export: venv   ## the library is exactly what the notebooks export
-	@rm -rf $(TMP)/lib && cp -r fm_course $(TMP)/lib
+	@rm -rf $(SCRATCH)/lib && cp -r fm_course $(SCRATCH)/lib
 	$(BIN)/nbdev_export
-	@diff -r -x __pycache__ $(TMP)/lib fm_course \
+	@diff -r -x __pycache__ $(SCRATCH)/lib fm_course \
 	  || { echo "fm_course/ is not what the notebooks export: run 'make export' and commit both"; exit 1; }
 
 check-clean: venv    ## notebooks are committed clean (nbdev_clean changes nothing)
-	@rm -rf $(TMP)/nbs && mkdir -p $(TMP)/nbs && cp nbs/*.ipynb $(TMP)/nbs/
+	@rm -rf $(SCRATCH)/nbs && mkdir -p $(SCRATCH)/nbs && cp nbs/*.ipynb $(SCRATCH)/nbs/
 	$(BIN)/nbdev_clean
 	@for f in nbs/*.ipynb; do \
-	  cmp -s "$$f" "$(TMP)/nbs/$$(basename $$f)" || { echo "$$f was not clean: run 'make clean-nbs' and commit"; exit 1; }; done
+	  cmp -s "$$f" "$(SCRATCH)/nbs/$$(basename $$f)" || { echo "$$f was not clean: run 'make clean-nbs' and commit"; exit 1; }; done
 
 check-readme: venv   ## README.md is what nbs/index.ipynb generates
-	@cp README.md $(TMP)/README.md
+	@cp README.md $(SCRATCH)/README.md
 	$(BIN)/python tools/build_site.py readme
-	@cmp -s README.md $(TMP)/README.md || { echo "README.md differs from nbs/index.ipynb: run 'make readme' and commit"; exit 1; }
+	@cmp -s README.md $(SCRATCH)/README.md || { echo "README.md differs from nbs/index.ipynb: run 'make readme' and commit"; exit 1; }
 
-nbtest: venv         ## every notebook runs and its proof cells pass (fast profile; records go to a scratch folder).
+check-wheel: venv    ## `pip install .` (not editable) gives a package whose every module imports, away from the checkout
+	$(BIN)/python tools/check_wheel.py --work $(SCRATCH)/wheel
+
+nbtest: venv         ## every notebook runs and its proof cells pass (records go to a scratch folder).
                      ## One at a time: each chapter uses both cores, and parallel notebooks only fight over them.
-	FM_COURSE_RESULTS=$(TMP)/results $(BIN)/nbdev_test --timing --n_workers 1
+	FM_COURSE_PROFILE=$(PROFILE) FM_COURSE_RESULTS=$(SCRATCH)/results $(BIN)/nbdev_test --timing --n_workers 1 $(NBFLAGS)
+
+reproduce: venv      ## the $(REPRODUCE) chapters re-executed record exactly the committed numbers
+                     ## (after nbtest in `make test`, its records are used; alone, only these chapters run)
+	@for ch in $(REPRODUCE); do \
+	  [ "$$ch" = all ] && continue; \
+	  test -f nbs/$$ch.ipynb || { echo "REPRODUCE: no notebook nbs/$$ch.ipynb"; exit 1; }; \
+	  grep -qs "\"$$ch\": {" $(SCRATCH)/results/$(PROFILE).json && continue; \
+	  echo "FM_COURSE_PROFILE=$(PROFILE) $(BIN)/nbdev_test --path nbs/$$ch.ipynb $(NBFLAGS)"; \
+	  FM_COURSE_PROFILE=$(PROFILE) FM_COURSE_RESULTS=$(SCRATCH)/results $(BIN)/nbdev_test --path nbs/$$ch.ipynb $(NBFLAGS) \
+	    || exit 1; done
+	$(BIN)/python tools/check_results.py $(SCRATCH)/results/$(PROFILE).json results/$(PROFILE).json --chapters $(REPRODUCE)
 
 pytest: venv
-	FM_COURSE_RESULTS=$(TMP)/results $(BIN)/python -m pytest -q tests/
+	FM_COURSE_RESULTS=$(SCRATCH)/results $(BIN)/python -m pytest -q tests/
+endif
 
 clean:
 	rm -rf _build _proc

@@ -3,7 +3,7 @@
 The notebook (nbs/01_data.ipynb) loads every canonical file from the mirror and checks sizes; these tests cover what it
 does not run: downloads (plain files and archives), corrupt, truncated, missing and hanging downloads, and that a data
 folder, a downloaded archive and a fresh process all give the same data."""
-import hashlib, http.server, io, json, os, shutil, socket, subprocess, sys, threading, time, zipfile
+import hashlib, http.server, json, os, shutil, socket, subprocess, sys, threading, time, zipfile
 from contextlib import contextmanager
 from pathlib import Path
 

@@ -34,10 +34,17 @@ def run_chromium(exe, url, *extra, timeout=90):
     return r.stdout
 
 
+def shown(path: Path) -> str:
+    "`path` as printed: relative to the checkout when inside it, else absolute."
+    path = Path(path).resolve()
+    return str(path.relative_to(ROOT)) if path.is_relative_to(ROOT) else str(path)
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument('--out', type=Path, default=ROOT / '_build' / 'screenshots')
+    ap.add_argument('--out', type=Path, default=ROOT / '_build' / 'screenshots', help='folder for the screenshots (anywhere)')
     args = ap.parse_args(argv)
+    args.out = args.out.resolve()
     if not (HTML / 'index.html').is_file(): sys.exit(f'browser check: {HTML}/index.html missing: run `make site` first')
     exe = chromium()
     server = http.server.ThreadingHTTPServer(('127.0.0.1', 0), functools.partial(_Log, directory=str(HTML)))
@@ -66,7 +73,7 @@ def main(argv=None):
         if external: problems.append(f'{page}: loads from other hosts: {external}')
         shot = args.out / (Path(page).stem + '.png')
         run_chromium(exe, f'{base}/{page}', f'--screenshot={shot}', '--window-size=1280,2200')
-        print(f'{page:20s} math typeset: {n_math:4d}   images loaded: {len(imgs) - len(missing)}/{len(imgs)}   screenshot: {shot.relative_to(ROOT)}')
+        print(f'{page:20s} math typeset: {n_math:4d}   images loaded: {len(imgs) - len(missing)}/{len(imgs)}   screenshot: {shown(shot)}')
     # search: the search page must find a word that appears in the course
     _Log.requests.clear()
     dom = run_chromium(exe, f'{base}/search.html?q=backpropagation', '--dump-dom')
@@ -74,7 +81,7 @@ def main(argv=None):
     else: print('search for "backpropagation" lists foundations.html')
     server.shutdown()
     if problems: sys.exit('browser check failed:\n  ' + '\n  '.join(problems))
-    print(f'browser check: {len(pages)} pages OK; screenshots in {args.out.relative_to(ROOT)}')
+    print(f'browser check: {len(pages)} pages OK; screenshots in {shown(args.out)}')
 
 
 if __name__ == '__main__':
