@@ -27,7 +27,7 @@ ifeq ($(strip $(FM_COURSE_DATA)),)
 endif
 
 .PHONY: course test test-full venv lock export execute clean-nbs site readme site-check browser-check \
-        lint check-export check-clean check-readme check-wheel nbtest reproduce pytest clean
+        lint check-headings check-export check-clean check-readme check-wheel nbtest reproduce pytest clean
 
 course: execute site readme
 	@echo
@@ -77,6 +77,9 @@ browser-check: venv
 lint: venv           ## pyflakes and syntax errors (ruff.toml)
 	$(BIN)/ruff check fm_course tools tests
 
+check-headings: venv ## every Markdown heading starts its own block (Pandoc/Quarto would show it as text otherwise)
+	$(BIN)/python tools/check_headings.py
+
 # --- checks that need a scratch folder ------------------------------------------------------
 SCRATCH_TARGETS := test check-export check-clean check-readme check-wheel nbtest reproduce pytest
 ifeq ($(strip $(SCRATCH)),)
@@ -85,7 +88,7 @@ $(SCRATCH_TARGETS):
 	@tmp=$$(mktemp -d) && trap 'rm -rf "$$tmp"' EXIT && trap 'exit 130' INT TERM && \
 	  $(MAKE) --no-print-directory $@ SCRATCH="$$tmp"
 else
-test: venv lint check-export check-clean check-readme check-wheel nbtest reproduce pytest site-check
+test: venv lint check-headings check-export check-clean check-readme check-wheel nbtest reproduce pytest site-check
 	@echo "make test: all checks passed"
 
 check-export: venv   ## the library is exactly what the notebooks export
