@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .core import CACHE_ENV, atomic_path, cache_dir
+from .core import CACHE_ENV, atomic_path, cache_dir  # noqa: F401 (CACHE_ENV and cache_dir lived here before 0.2)
 
 # %% auto #0
 __all__ = ['DATA_FILES', 'DATA_ENV', 'MIRROR_ENV', 'OFFLINE_ENV', 'TIMEOUT_ENV', 'MNIST_SPLITS', 'SST2_FILES', 'SST2_SPLITS',

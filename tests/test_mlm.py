@@ -4,6 +4,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from fm_course.train import History
 from fm_course.mlm import (SentenceClassifier, check_perplexity, mask_tokens, masked_accuracy, mlm_loss, mlm_step, pack_sequences,
                            pretrain_mlm, selected_budget)
 
@@ -12,22 +13,29 @@ def ids(shape=(8, 32), V=100, seed=0):
     return torch.randint(5, V, shape, generator=torch.Generator().manual_seed(seed))
 
 
-@pytest.mark.parametrize('p', [0, 1, -0.1, 1.5, '0.15', True, None])
-def test_mask_tokens_probability_outside_open_unit_interval(p):
-    with pytest.raises(ValueError, match=r'mlm_probability must be a probability in \(0, 1\)'): mask_tokens(ids(), mask_token_id=3, vocab_size=100, mlm_probability=p)
+@pytest.mark.parametrize('p, err', [(0, ValueError), (-0.1, ValueError), (1.5, ValueError), ('0.15', TypeError), (True, TypeError), (None, TypeError)])
+def test_mask_tokens_probability_outside_its_interval(p, err):
+    with pytest.raises(err, match='mlm_probability'): mask_tokens(ids(), mask_token_id=3, vocab_size=100, mlm_probability=p)
 
 
-@pytest.mark.parametrize('m', [-1, 100, 1000, 2.0, None])
-def test_mask_tokens_mask_id_outside_vocabulary(m):
-    with pytest.raises(ValueError, match=r'mask_token_id must be an int in \[0, vocab_size=100\)'): mask_tokens(ids(), mask_token_id=m, vocab_size=100)
+@pytest.mark.parametrize('m, err', [(-1, ValueError), (100, ValueError), (1000, ValueError), (2.0, TypeError), (None, TypeError)])
+def test_mask_tokens_mask_id_outside_vocabulary(m, err):
+    with pytest.raises(err, match='mask_token_id'): mask_tokens(ids(), mask_token_id=m, vocab_size=100)
+
+
+def test_mask_tokens_closed_interval_ends():
+    "Every selected position masked (mask_fraction=1, random_fraction=0) and every position selected (p=1) are allowed."
+    x = ids()
+    out, labels = mask_tokens(x, mask_token_id=3, vocab_size=100, mlm_probability=1.0, mask_fraction=1.0, random_fraction=0.0)
+    assert (labels == x).all() and (out == 3).all()
 
 
 def test_mask_tokens_other_bad_inputs():
-    with pytest.raises(TypeError, match='input_ids must be an integer torch.Tensor'): mask_tokens(ids().float(), mask_token_id=3, vocab_size=100)
-    with pytest.raises(TypeError, match='input_ids must be an integer torch.Tensor'): mask_tokens([[1, 2]], mask_token_id=3, vocab_size=100)
-    with pytest.raises(ValueError, match="special_tokens_mask must be a tensor of input_ids' shape"): mask_tokens(ids(), mask_token_id=3, vocab_size=100, special_tokens_mask=torch.zeros(8, 31))
-    with pytest.raises(ValueError, match='vocab_size must be an int >= 2'): mask_tokens(ids(), mask_token_id=0, vocab_size=1)
-    with pytest.raises(ValueError, match='mask_fraction \\+ random_fraction must be <= 1'): mask_tokens(ids(), mask_token_id=3, vocab_size=100, mask_fraction=0.9, random_fraction=0.2)
+    with pytest.raises(TypeError, match='input_ids'): mask_tokens(ids().float(), mask_token_id=3, vocab_size=100)
+    with pytest.raises(TypeError, match='input_ids'): mask_tokens([[1, 2]], mask_token_id=3, vocab_size=100)
+    with pytest.raises(ValueError, match='special_tokens_mask'): mask_tokens(ids(), mask_token_id=3, vocab_size=100, special_tokens_mask=torch.zeros(8, 31))
+    with pytest.raises(ValueError, match='vocab_size'): mask_tokens(ids(), mask_token_id=0, vocab_size=1)
+    with pytest.raises(ValueError, match='mask_fraction'): mask_tokens(ids(), mask_token_id=3, vocab_size=100, mask_fraction=0.9, random_fraction=0.2)
 
 
 def test_mask_tokens_contract():
@@ -64,8 +72,8 @@ def test_selected_budget_and_pack_sequences():
         def __call__(self, texts, add_special_tokens, verbose=True): return {'input_ids': [[10 + len(w) for w in t.split()] for t in texts]}
     out = pack_sequences(['a bb ccc', 'dddd', 'ee f'] * 4, Tok(), 8)
     assert out.shape[1] == 8 and (out[:, 0] == 1).all() and (out[:, -1] == 2).all()
-    with pytest.raises(ValueError, match='seq_len must be an int >= 8'): pack_sequences(['a'], Tok(), 4)
-    with pytest.raises(TypeError, match='texts must be a list of strings'): pack_sequences('a b', Tok(), 8)
+    with pytest.raises(ValueError, match='seq_len'): pack_sequences(['a'], Tok(), 4)
+    with pytest.raises(TypeError, match='texts'): pack_sequences('a b', Tok(), 8)
     with pytest.raises(ValueError, match='fewer than one sequence'): pack_sequences(['a'], Tok(), 8)
 
 
@@ -89,9 +97,9 @@ def test_pretrain_mlm_runs_and_lowers_the_loss():
     cfg, model = tiny_bert()
     seqs = torch.randint(5, 12, (64, 16), generator=torch.Generator().manual_seed(0))   # a 7-token language: learnable
     log = pretrain_mlm(model, seqs, steps=60, batch_size=16, lr=3e-3, special_ids=[0, 1, 2], mask_token_id=4, eval_sequences=seqs[:8], eval_every=30, device='cpu')
-    assert [r['step'] for r in log] == [30, 60] and log[-1]['eval_loss'] < math.log(60)
-    with pytest.raises(ValueError, match=r'sequences must be a \[N, L\] tensor'): pretrain_mlm(model, seqs[0], steps=1, batch_size=1, lr=1e-3, special_ids=[0], mask_token_id=4)
-    with pytest.raises(ValueError, match='steps must be an int >= 1'): pretrain_mlm(model, seqs, steps=0, batch_size=1, lr=1e-3, special_ids=[0], mask_token_id=4)
+    assert isinstance(log, History) and log['step'] == [30, 60] and log[-1]['eval_loss'] < math.log(60)
+    with pytest.raises(ValueError, match='sequences'): pretrain_mlm(model, seqs[0], steps=1, batch_size=1, lr=1e-3, special_ids=[0], mask_token_id=4)
+    with pytest.raises(ValueError, match='steps'): pretrain_mlm(model, seqs, steps=0, batch_size=1, lr=1e-3, special_ids=[0], mask_token_id=4)
 
 
 def test_sentence_classifier_loads_an_encoder_and_rejects_a_wrong_one():
@@ -117,4 +125,19 @@ def test_length_buckets_pad_per_batch_and_cover_every_example():
     assert sorted(torch.cat([b[1] for b in batches]).tolist()) == list(range(6))
     assert sum(int((b[0] != 0).sum()) for b in batches) == sum(len(s) for s in seqs)
     with pytest.raises(ValueError, match='same length'): LengthBuckets(seqs, torch.arange(5), 2, 0)
-    with pytest.raises(ValueError, match='batch_size must be an int >= 1'): LengthBuckets(seqs, torch.arange(6), 0, 0)
+    with pytest.raises(ValueError, match='batch_size'): LengthBuckets(seqs, torch.arange(6), 0, 0)
+
+
+def test_train_classifier_returns_history_and_finetune_classifier_is_deprecated():
+    from fm_course.mlm import LengthBuckets, finetune_classifier, train_classifier
+    cfg, _ = tiny_bert()
+    x = [list(range(5, 5 + n)) for n in (3, 5, 7, 4) * 4]
+    data = LengthBuckets(x, torch.tensor([0, 1] * 8), 4, pad_token_id=0, device='cpu')
+    torch.manual_seed(0)
+    h = train_classifier(SentenceClassifier(cfg), data, data, epochs=2, lr=1e-3, device='cpu')
+    assert isinstance(h, History) and len(h) == 2 and 0 <= h[-1]['valid_acc'] <= 1
+    torch.manual_seed(0)
+    with pytest.warns(DeprecationWarning, match='train_classifier'):
+        acc = finetune_classifier(SentenceClassifier(cfg), data, data, epochs=2, lr=1e-3, device='cpu')
+    assert acc == h[-1]['valid_acc']
+    with pytest.raises(ValueError, match='lr'): train_classifier(SentenceClassifier(cfg), data, epochs=1, lr=0.0)
