@@ -13,7 +13,7 @@ from torch import nn
 
 from .core import check_arg, get_device
 from .data import minilm_path
-from .train import History, accuracy, autocast, evaluate, fit
+from .train import History, accuracy, autocast, fit
 
 # %% auto #0
 __all__ = ['mask_tokens', 'mlm_loss', 'masked_accuracy', 'bert_tokenizer', 'pack_sequences', 'selected_budget', 'mlm_step',
