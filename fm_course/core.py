@@ -4,18 +4,66 @@
 
 # %% ../nbs/00_core.ipynb #a59e4565
 from __future__ import annotations
-import contextlib, json, os, random, tempfile, time
+import contextlib, hashlib, json, os, platform, random, tempfile, time, warnings
+from collections.abc import Callable
 from pathlib import Path
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 from torch import nn
 
 # %% auto #0
-__all__ = ['DEVICE_ENV', 'PROFILE_ENV', 'PROFILES', 'CACHE_ENV', 'RESULTS_ENV', 'get_device', 'seed_everything', 'get_profile',
-           'by_profile', 'check_arg', 'n_params', 'Timer', 'atomic_path', 'cache_dir', 'save_checkpoint',
-           'load_checkpoint', 'project_root', 'results_file', 'load_results', 'record_result', 'clear_results',
+__all__ = ['DEVICE_ENV', 'PROFILE_ENV', 'PROFILES', 'CACHE_ENV', 'RESULTS_ENV', 'ENV_KEY', 'VERSIONED_LIBRARIES', 'check_arg',
+           'get_device', 'seed_everything', 'get_profile', 'by_profile', 'n_params', 'sync_device', 'Timer',
+           'atomic_path', 'cache_dir', 'save_checkpoint', 'load_checkpoint', 'fingerprint', 'CachedRun', 'cached_run',
+           'project_root', 'results_file', 'library_versions', 'load_results', 'record_result', 'clear_results',
            'results_table']
+
+# %% ../nbs/00_core.ipynb #542ab9f2
+_TYPE_NAMES = {bool: 'a bool', int: 'an int', float: 'a number', str: 'a str', nn.Module: 'a torch.nn.Module',
+               torch.Tensor: 'a torch.Tensor', torch.optim.Optimizer: 'a torch.optim.Optimizer'}
+
+def _type_names(types: tuple) -> str:
+    def one(t):
+        if t in _TYPE_NAMES: return _TYPE_NAMES[t]
+        name = getattr(t, '__name__', str(t))
+        return ('an ' if name[:1].lower() in 'aeiou' else 'a ') + name
+    return ' or '.join(one(t) for t in types)
+
+def _short(value, n: int = 60) -> str:
+    "`repr(value)` cut to `n` characters, so that an error message never prints a whole tensor."
+    r = repr(value)
+    return r if len(r) <= n else r[:n - 3] + '...'
+
+def check_arg(name: str,  # the argument's name as the caller spells it, e.g. 'gamma' or 'sizes[1]'
+              value,  # the value the caller passed
+              types: type | tuple = float,  # accepted type(s); `float` admits any real number, `int` any integer
+              *,
+              lo: float | None = None,  # lower bound, or None for no bound
+              hi: float | None = None,  # upper bound, or None for no bound
+              lo_open: bool = False,  # True: `value > lo` is required instead of `value >= lo`
+              hi_open: bool = False,  # True: `value < hi` is required instead of `value <= hi`
+              optional: bool = False,  # True: `None` is accepted (and returned) as well
+             ):
+    "Return `value` if it has one of `types` and lies in the interval given by `lo`/`hi`; else raise `TypeError`/`ValueError` naming `name`."
+    types = types if isinstance(types, tuple) else (types,)
+    if value is None and optional: return value
+    accepted = tuple({float: (int, float, np.integer, np.floating), int: (int, np.integer)}.get(t, (t,)) for t in types)
+    accepted = tuple(t for group in accepted for t in group)
+    if (isinstance(value, (bool, np.bool_)) and bool not in types) or not isinstance(value, accepted):
+        expected = _type_names(types) + (' or None' if optional else '')
+        raise TypeError(f"{name} must be {expected}, got {type(value).__name__} {_short(value)}")
+    if lo is not None or hi is not None:
+        ok_lo = lo is None or (value > lo if lo_open else value >= lo)
+        ok_hi = hi is None or (value < hi if hi_open else value <= hi)
+        if not (ok_lo and ok_hi):
+            if lo is not None and hi is not None:
+                where = f"in {'(' if lo_open else '['}{lo}, {hi}{')' if hi_open else ']'}"
+            elif lo is not None: where = f"{'>' if lo_open else '>='} {lo}"
+            else: where = f"{'<' if hi_open else '<='} {hi}"
+            raise ValueError(f"{name} must be {_type_names(types)} {where}, got {_short(value)}")
+    return value
 
 # %% ../nbs/00_core.ipynb #613b95af
 DEVICE_ENV = 'FM_COURSE_DEVICE'
@@ -24,7 +72,8 @@ def _mps_available() -> bool:
     mps = getattr(torch.backends, 'mps', None)
     return mps is not None and mps.is_available()
 
-def get_device(device: str | torch.device | None = None) -> torch.device:
+def get_device(device: str | torch.device | None = None,  # 'cpu', 'cuda', 'cuda:N', 'mps' or a torch.device; None: choose
+              ) -> torch.device:
     "The device to compute on: `device` if given, else `$FM_COURSE_DEVICE`, else CUDA, then Apple MPS, then CPU."
     source = 'device'
     if device is None and os.environ.get(DEVICE_ENV):
@@ -48,12 +97,10 @@ def get_device(device: str | torch.device | None = None) -> torch.device:
     return dev
 
 # %% ../nbs/00_core.ipynb #55b3b908
-def seed_everything(seed: int) -> torch.Generator:
+def seed_everything(seed: int,  # in [0, 2**32)
+                   ) -> torch.Generator:
     "Seed Python's `random`, NumPy and PyTorch (CPU and every CUDA device); return a CPU `torch.Generator` seeded with `seed`."
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
-        raise TypeError(f"seed must be an int, got {type(seed).__name__}")
-    if not 0 <= seed < 2**32: raise ValueError(f"seed must be in [0, 2**32), got {seed}")
-    seed = int(seed)
+    seed = int(check_arg('seed', seed, int, lo=0, hi=2**32, hi_open=True))
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)  # also seeds every CUDA device
@@ -69,75 +116,68 @@ def get_profile() -> str:
     if p not in PROFILES: raise ValueError(f"{PROFILE_ENV}={p!r}; expected one of {PROFILES}")
     return p
 
-def by_profile(fast, full):
+def by_profile(fast,  # the value for the fast profile (a laptop CPU, CI)
+               full,  # the value for the full profile (a GPU)
+              ):
     "`fast` under the fast profile, `full` under the full one."
     return full if get_profile() == 'full' else fast
 
-# %% ../nbs/00_core.ipynb #542ab9f2
-def _type_names(types: tuple) -> str:
-    names = {bool: 'a bool', int: 'an int', float: 'a number', str: 'a str'}
-    return ' or '.join(names.get(t, getattr(t, '__name__', str(t))) for t in types)
-
-def check_arg(name: str,  # the argument's name as the caller spells it, e.g. 'gamma' or 'sizes[1]'
-              value,  # the value the caller passed
-              types: type | tuple = float,  # accepted type(s); `float` admits any real number, `int` any integer
-              *,
-              lo: float | None = None,  # lower bound, or None for no bound
-              hi: float | None = None,  # upper bound, or None for no bound
-              lo_open: bool = False,  # True: `value > lo` is required instead of `value >= lo`
-              hi_open: bool = False,  # True: `value < hi` is required instead of `value <= hi`
-              optional: bool = False,  # True: `None` is accepted (and returned) as well
-             ):
-    "Return `value` if it has one of `types` and lies in the interval given by `lo`/`hi`; else raise `TypeError`/`ValueError` naming `name`."
-    types = types if isinstance(types, tuple) else (types,)
-    if value is None and optional: return value
-    accepted = tuple({float: (int, float, np.integer, np.floating), int: (int, np.integer)}.get(t, (t,)) for t in types)
-    accepted = tuple(t for group in accepted for t in group)
-    numeric = lo is not None or hi is not None
-    if (isinstance(value, (bool, np.bool_)) and bool not in types) or not isinstance(value, accepted):
-        expected = _type_names(types) + (' or None' if optional else '')
-        raise TypeError(f"{name} must be {expected}, got {type(value).__name__} {value!r}")
-    if numeric:
-        ok_lo = lo is None or (value > lo if lo_open else value >= lo)
-        ok_hi = hi is None or (value < hi if hi_open else value <= hi)
-        if not (ok_lo and ok_hi):
-            if lo is not None and hi is not None:
-                where = f"in {'(' if lo_open else '['}{lo}, {hi}{')' if hi_open else ']'}"
-            elif lo is not None: where = f"{'>' if lo_open else '>='} {lo}"
-            else: where = f"{'<' if hi_open else '<='} {hi}"
-            raise ValueError(f"{name} must be {_type_names(types)} {where}, got {value!r}")
-    return value
-
 # %% ../nbs/00_core.ipynb #9eb6a5a0
-def n_params(model: nn.Module, trainable_only: bool = False) -> int:
-    "Number of parameters of `model` (only those with `requires_grad` if `trainable_only`); shared tensors count once."
-    if not isinstance(model, nn.Module): raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
-    return sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable_only)
+def n_params(model: nn.Module,  # the network
+             trainable_only: bool = False,  # count only parameters with `requires_grad`
+            ) -> int:
+    "Number of parameters of `model`; a tensor shared by several layers (tied weights) counts once."
+    check_arg('model', model, nn.Module)
+    return sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable_only)   # parameters() skips duplicates
+
+def sync_device(device: str | torch.device | None = None,  # the device to wait for; None: every CUDA device in use, and MPS
+               ) -> None:
+    "Block until the work queued on the GPU has finished (a no-op on the CPU): call it before reading a clock."
+    dev = None if device is None else torch.device(device)
+    if (dev is None or dev.type == 'cuda') and torch.cuda.is_available() and torch.cuda.is_initialized():
+        torch.cuda.synchronize(dev)
+    if (dev is None or dev.type == 'mps') and _mps_available(): torch.mps.synchronize()
 
 class Timer:
-    "Wall-clock seconds of a `with` block in `.seconds`; waits for queued CUDA work at both ends so GPU time is counted."
-    def __init__(self): self.seconds = None
-    @staticmethod
-    def _sync():
-        if torch.cuda.is_available() and torch.cuda.is_initialized(): torch.cuda.synchronize()
+    "Wall-clock seconds of a `with` block in `.seconds`; calls `sync_device` at both ends so that queued GPU work is counted."
+    def __init__(self): self.seconds: float | None = None
+    sync = staticmethod(sync_device)
+    _sync = staticmethod(sync_device)   # the old private name, kept until every caller uses `sync_device`
     def __enter__(self):
-        self._sync(); self._t0 = time.perf_counter(); return self
+        sync_device(); self._t0 = time.perf_counter(); return self
     def __exit__(self, *exc):
-        self._sync(); self.seconds = time.perf_counter() - self._t0
+        sync_device(); self.seconds = time.perf_counter() - self._t0
     def __repr__(self): return f"Timer({self.seconds:.3f} s)" if self.seconds is not None else "Timer(running)"
 
 # %% ../nbs/00_core.ipynb #942ee958
+def _umask() -> int:
+    mask = os.umask(0o022); os.umask(mask)   # the only portable way to read it is to set it and put it back
+    return mask
+
+def _fsync_dir(folder: Path):
+    if not hasattr(os, 'O_DIRECTORY'): return   # Windows cannot open a folder to flush it
+    try:
+        fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+        try: os.fsync(fd)
+        finally: os.close(fd)
+    except OSError: pass                          # some file systems do not support it; the rename is still atomic
+
 @contextlib.contextmanager
-def atomic_path(dest: str | os.PathLike):
-    "Yield a temporary path beside `dest`; it replaces `dest` only if the `with` block succeeds."
+def atomic_path(dest: str | os.PathLike,  # the file to write; its folder is created if missing
+               ):
+    """Yield a temporary path beside `dest`; if the `with` block succeeds it is flushed to disk (fsync), given the
+    permissions a new file gets under the umask, and moved onto `dest` (`os.replace`, atomic); if not, it is deleted."""
     dest = Path(dest)
     dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=f'.{dest.name}.', suffix='.part')
+    fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=f'.{dest.name}.', suffix='.part')   # mode 0600
     os.close(fd)
     tmp = Path(tmp)
     try:
         yield tmp
+        with open(tmp, 'rb+') as f: os.fsync(f.fileno())      # the data is on disk before the name points at it
+        os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, dest)
+        _fsync_dir(dest.parent)                                 # ... and so is the new name
     finally:
         if tmp.exists(): tmp.unlink()
 
@@ -148,21 +188,27 @@ def cache_dir() -> Path:
     return Path(os.environ.get(CACHE_ENV) or Path.home()/'.cache'/'fm_course').expanduser()
 
 # %% ../nbs/00_core.ipynb #8d4323fb
-def save_checkpoint(model: nn.Module, path: str | os.PathLike, metadata: dict | None = None) -> Path:
+def save_checkpoint(model: nn.Module,  # the network whose `state_dict` (parameters and buffers) is saved
+                    path: str | os.PathLike,  # the `.safetensors` file to write
+                    metadata: dict | None = None,  # values stored beside the weights, as strings
+                   ) -> Path:
     "Save `model`'s weights to `path` (safetensors, written atomically) with `metadata` stored as strings."
     from safetensors.torch import save_model
-    if not isinstance(model, nn.Module): raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
-    if metadata is not None and not isinstance(metadata, dict): raise TypeError(f"metadata must be a dict or None, got {type(metadata).__name__}")
+    check_arg('model', model, nn.Module)
+    check_arg('metadata', metadata, dict, optional=True)
     path = Path(path)
     with atomic_path(path) as tmp:
         save_model(model, str(tmp), metadata={str(k): str(v) for k, v in (metadata or {}).items()})
     return path
 
-def load_checkpoint(model: nn.Module, path: str | os.PathLike, strict: bool = True) -> dict:
+def load_checkpoint(model: nn.Module,  # a network of the same architecture; the weights are loaded onto its device
+                    path: str | os.PathLike,  # a file written by `save_checkpoint`
+                    strict: bool = True,  # require the file's tensor names to match `model`'s exactly
+                   ) -> dict:
     "Load weights saved by `save_checkpoint` into `model` (on whatever device it is); return the stored metadata."
     from safetensors import safe_open
     from safetensors.torch import load_model
-    if not isinstance(model, nn.Module): raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+    check_arg('model', model, nn.Module)
     path = Path(path)
     if not path.is_file(): raise FileNotFoundError(f"no checkpoint at {path.resolve()}; save one with save_checkpoint(model, path)")
     try:
@@ -174,24 +220,99 @@ def load_checkpoint(model: nn.Module, path: str | os.PathLike, strict: bool = Tr
     names = set(model.state_dict())   # save_model records dropped tied-weight names in the metadata too
     return {k: v for k, v in metadata.items() if k not in names}
 
+# %% ../nbs/00_core.ipynb #05cdc347
+def fingerprint(*tensors: torch.Tensor,  # the tensors to identify, on any device
+               ) -> str:
+    "A short SHA-256 (16 hex digits) of the dtypes, shapes and bytes of `tensors`: equal data gives an equal string on any device."
+    h = hashlib.sha256()
+    for i, t in enumerate(tensors):
+        check_arg(f'tensors[{i}]', t, torch.Tensor)
+        t = t.detach().cpu().contiguous().reshape(-1)
+        h.update(f"{t.dtype}{tuple(tensors[i].shape)};".encode())
+        h.update(t.view(torch.uint8).numpy())
+    return h.hexdigest()[:16]
+
+@contextlib.contextmanager
+def _random_state_kept():
+    "Restore Python's, NumPy's and PyTorch's (CPU and CUDA) global random states when the block ends."
+    py, npy = random.getstate(), np.random.get_state()
+    try:
+        with torch.random.fork_rng(): yield
+    finally: random.setstate(py); np.random.set_state(npy)
+
+@dataclass(frozen=True)
+class CachedRun:
+    "What `cached_run` returns."
+    model: nn.Module  # the trained network: trained by this call, or loaded from the checkpoint
+    results: dict  # what `train` returned, after a round trip through JSON
+    hit: bool  # True if the model was loaded rather than trained
+    path: Path  # the checkpoint file of this key
+
+_KEY_META, _RESULTS_META = 'fm_course.key', 'fm_course.results'
+
+def cached_run(key: dict,  # everything that determines the run (configuration, data fingerprints, versions); JSON-serialisable
+               build: Callable[[], nn.Module],  # makes the untrained model, seeded, on its device
+               train: Callable[[nn.Module], dict],  # trains that model in place and returns JSON-serialisable results
+               *,
+               name: str = 'run',  # the start of the checkpoint's file name, for people who look in the folder
+               cache: bool = True,  # False: just train; neither read nor write the cache
+              ) -> CachedRun:
+    """`train(build())` once per `key`: the weights and the results are saved to `cache_dir()/'checkpoints'`, and a later
+    call with an equal `key` (PyTorch's version is added to it) loads them instead of training. A checkpoint that cannot
+    be used is trained again with a warning. The global random state is left as it was found."""
+    check_arg('key', key, dict); check_arg('name', name, str); check_arg('cache', cache, bool)
+    key = {**key, 'torch': torch.__version__}
+    try: key_json = json.dumps(key, sort_keys=True, separators=(',', ':'), allow_nan=False)
+    except (TypeError, ValueError) as e: raise TypeError(f"key must be JSON-serialisable: {e}") from e
+    path = cache_dir()/'checkpoints'/f"{name}-{hashlib.sha256(key_json.encode()).hexdigest()[:16]}.safetensors"
+    if cache and path.is_file():
+        with _random_state_kept(): model = build()
+        try:
+            meta = load_checkpoint(model, path)
+            if meta.get(_KEY_META) != key_json: raise ValueError(f"it was saved for another key: {meta.get(_KEY_META)}")
+            return CachedRun(model, json.loads(meta[_RESULTS_META]), True, path)
+        except Exception as e:   # whatever is wrong with the file, training again rebuilds it
+            warnings.warn(f"cached_run: cannot use the checkpoint {path} ({type(e).__name__}: {e}); training again", RuntimeWarning)
+    with _random_state_kept():
+        model = build()
+        results = train(model)
+    check_arg('the results of train', results, dict)
+    results = json.loads(json.dumps(results))   # the values a hit returns
+    if cache: save_checkpoint(model, path, {_KEY_META: key_json, _RESULTS_META: json.dumps(results)})
+    return CachedRun(model, results, False, path)
+
 # %% ../nbs/00_core.ipynb #a0a640fc
 RESULTS_ENV = 'FM_COURSE_RESULTS'
+ENV_KEY = '_env'
+VERSIONED_LIBRARIES = ('torch', 'torchvision', 'transformers', 'numpy', 'gymnasium')
 
-def project_root(start: str | os.PathLike | None = None) -> Path | None:
-    "The nearest folder at or above `start` (default: the working directory) that holds `settings.ini`, or None."
+def project_root(start: str | os.PathLike | None = None,  # where to start looking; None: the working directory
+                ) -> Path | None:
+    "The nearest folder at or above `start` that holds `settings.ini`, or None."
     p = Path(start or Path.cwd()).resolve()
     for q in (p, *p.parents):
         if (q/'settings.ini').is_file(): return q
     return None
 
-def results_file(profile: str | None = None) -> Path:
-    "The JSON file that `record_result` writes for `profile` (default: the current profile)."
+def results_file(profile: str | None = None,  # 'fast' or 'full'; None: the current profile
+                ) -> Path:
+    "The JSON file that `record_result` writes for `profile`."
     profile = profile or get_profile()
     if profile not in PROFILES: raise ValueError(f"profile={profile!r}; expected one of {PROFILES}")
     if os.environ.get(RESULTS_ENV): folder = Path(os.environ[RESULTS_ENV])
     elif (root := project_root()) is not None: folder = root/'results'
     else: folder = Path.home()/'.cache'/'fm_course'/'results'
     return folder/f'{profile}.json'
+
+def library_versions() -> dict:
+    "The versions of Python and of `VERSIONED_LIBRARIES` installed here (None for one that is not installed)."
+    from importlib import metadata
+    out = {'python': platform.python_version()}
+    for lib in VERSIONED_LIBRARIES:
+        try: out[lib] = metadata.version(lib)
+        except metadata.PackageNotFoundError: out[lib] = None
+    out['torch'] = torch.__version__   # with its build tag, e.g. '2.5.1+cu124' or '+cpu'
+    return out
 
 @contextlib.contextmanager
 def _locked(path: Path):
@@ -203,18 +324,32 @@ def _locked(path: Path):
         except ImportError: pass  # Windows: no parallel notebook runs to guard against
         yield
 
-def load_results(profile: str | None = None) -> dict:
-    "All records for `profile`: {chapter: {name: {'value', 'text', 'unit', 'device'}}}."
+def load_results(profile: str | None = None,  # 'fast' or 'full'; None: the current profile
+                ) -> dict:
+    "All records: {chapter: {name: {'value', 'text', 'unit', 'device', 'exact'}, '_env': library_versions()}}."
     f = results_file(profile)
     if not f.exists(): return {}
     try: return json.loads(f.read_text())
     except json.JSONDecodeError as e:
         raise ValueError(f"{f} is not valid JSON ({e}); delete it and re-run the notebooks that record results") from e
 
-def record_result(chapter: str, name: str, value, *, fmt: str = '{:.4g}', unit: str = '', device=None) -> None:
-    "Store `value` (a number or str) under `chapter`/`name` for the results table, and print it as `name: text`."
+def _write_results(f: Path, res: dict):
+    with atomic_path(f) as tmp: tmp.write_text(json.dumps(res, indent=1, sort_keys=True, ensure_ascii=False) + '\n')
+
+def record_result(chapter: str,  # the notebook's name, e.g. '10_foundations'
+                  name: str,  # what the value is, as the results table shows it
+                  value: float | int | str | torch.Tensor | np.generic,  # a number (a one-element tensor too) or a str
+                  *,
+                  fmt: str = '{:.4g}',  # how a number is shown
+                  unit: str = '',  # appended to the text, e.g. 's'
+                  device: str | torch.device | None = None,  # the device the value was computed on; None: `get_device()`
+                  exact: bool = True,  # False for values that differ between identical runs (wall-clock times, throughputs)
+                 ) -> None:
+    "Store `value` under `chapter`/`name` with the library versions that produced it, and print it as `name: text`."
     for arg, v in (('chapter', chapter), ('name', name)):
         if not isinstance(v, str) or not v.strip(): raise TypeError(f"{arg} must be a non-empty str, got {v!r}")
+    if name.startswith('_'): raise ValueError(f"name must not start with '_' (reserved for {ENV_KEY!r}), got {name!r}")
+    check_arg('exact', exact, bool)
     if isinstance(value, torch.Tensor):
         if value.numel() != 1: raise ValueError(f"value must be a scalar, got a tensor of shape {tuple(value.shape)}")
         value = value.item()
@@ -223,29 +358,33 @@ def record_result(chapter: str, name: str, value, *, fmt: str = '{:.4g}', unit: 
         raise TypeError(f"value must be a number or str, got {type(value).__name__}")
     text = value if isinstance(value, str) else fmt.format(value)
     if unit: text = f"{text} {unit}"
-    entry = dict(value=value, text=text, unit=unit, device=str(device or get_device()))
+    entry = dict(value=value, text=text, unit=unit, device=str(get_device(device)), exact=exact)
     f = results_file()
     with _locked(f):
         res = load_results()
         res.setdefault(chapter, {})[name] = entry
-        with atomic_path(f) as tmp: tmp.write_text(json.dumps(res, indent=1, sort_keys=True, ensure_ascii=False) + '\n')
+        res[chapter][ENV_KEY] = library_versions()
+        _write_results(f, res)
     print(f"{name}: {text}")
 
-def clear_results(chapter: str) -> None:
+def clear_results(chapter: str,  # the notebook's name
+                 ) -> None:
     "Remove every record of `chapter` for the current profile, so that a notebook run afresh leaves no stale ones."
     if not isinstance(chapter, str) or not chapter.strip(): raise TypeError(f"chapter must be a non-empty str, got {chapter!r}")
     f = results_file()
     with _locked(f):
         res = load_results()
         if res.pop(chapter, None) is None: return
-        with atomic_path(f) as tmp: tmp.write_text(json.dumps(res, indent=1, sort_keys=True, ensure_ascii=False) + '\n')
+        _write_results(f, res)
 
-def results_table(profile: str | None = None) -> str:
-    "The recorded results as a Markdown table, one row per (chapter, result)."
+def results_table(profile: str | None = None,  # 'fast' or 'full'; None: the current profile
+                 ) -> str:
+    "The recorded results as a Markdown table, one row per (chapter, result); the `_env` entries are left out."
     res = load_results(profile)
     rows = ['| chapter | result | value | device |', '|---|---|---|---|']
     for ch in sorted(res):
         for name, e in sorted(res[ch].items()):
+            if name.startswith('_'): continue
             cells = [str(c).replace('|', '\\|') for c in (ch, name, e['text'], e['device'])]   # a '|' in a cell would split it
             rows.append('| ' + ' | '.join(cells) + ' |')
     return '\n'.join(rows) if len(rows) > 2 else '*No results recorded yet: run the chapters.*'

@@ -4,25 +4,25 @@
 
 # %% ../nbs/10_foundations.ipynb #933b339c
 from __future__ import annotations
-import math
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
-from torch import nn
-from torchvision.transforms import v2
 
-from .core import by_profile, get_device, seed_everything, Timer, n_params
-from .train import TensorLoader, accuracy, fit, evaluate, get_preds
-from .models import MLP, SmallCNN
+from .core import check_arg
 
 # %% auto #0
-__all__ = ['MNIST_MEAN', 'MNIST_STD', 'mlp2_forward_backward', 'binary_cross_entropy_logits', 'softmax_cross_entropy',
-           'softmax_cross_entropy_grad', 'conv2d_im2col', 'RandomAffineBatch', 'sgd_weight_decay_step',
-           'inverted_dropout', 'mnist_batch_tfm', 'make_model', 'train_mnist', 'check_bce_grad',
-           'check_relu_mlp2_grads']
+__all__ = ['mlp2_forward_backward', 'binary_cross_entropy_logits', 'softmax_cross_entropy', 'softmax_cross_entropy_grad',
+           'conv2d_im2col', 'sgd_weight_decay_step', 'inverted_dropout', 'check_bce_grad', 'check_relu_mlp2_grads']
 
 # %% ../nbs/10_foundations.ipynb #bb5b1495
-def mlp2_forward_backward(X: torch.Tensor, y: torch.Tensor, W1, b1, W2, b2) -> tuple[torch.Tensor, dict]:
+def mlp2_forward_backward(X: torch.Tensor,  # inputs [N, d]
+                          y: torch.Tensor,  # class indices [N]
+                          W1: torch.Tensor,  # hidden weights [h, d]
+                          b1: torch.Tensor,  # hidden bias [h]
+                          W2: torch.Tensor,  # output weights [K, h]
+                          b2: torch.Tensor,  # output bias [K]
+                         ) -> tuple[torch.Tensor, dict]:
     r"""Loss and hand-derived gradients of the 2-layer sigmoid MLP: $Z_1 = XW_1^\top + b_1$, $H = \sigma(Z_1)$,
     $Z_2 = HW_2^\top + b_2$, $L = \mathrm{CE}(Z_2, y)$; $G_{Z_2} = (P - Y)/N$, $G_{W_2} = G_{Z_2}^\top H$,
     $G_H = G_{Z_2}W_2$, $G_{Z_1} = G_H \odot H(1-H)$, $G_{W_1} = G_{Z_1}^\top X$."""
@@ -41,28 +41,39 @@ def mlp2_forward_backward(X: torch.Tensor, y: torch.Tensor, W1, b1, W2, b2) -> t
     return loss, dict(W1=G_Z1.T @ X, b1=G_Z1.sum(0), W2=G_Z2.T @ H, b2=G_Z2.sum(0))
 
 # %% ../nbs/10_foundations.ipynb #d66e89bc
-def binary_cross_entropy_logits(z: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+def binary_cross_entropy_logits(z: torch.Tensor,  # logits, any shape
+                                y: torch.Tensor,  # labels in {0, 1} (or probabilities), the shape of `z`
+                               ) -> torch.Tensor:
     r"Mean binary cross-entropy from logits, $\frac1N\sum_n \log(1+e^{z_n}) - y_n z_n$ (stable for any $z$)."
     if z.shape != y.shape: raise ValueError(f"z and y must have the same shape, got {tuple(z.shape)} and {tuple(y.shape)}")
     return (F.softplus(z) - y * z).mean()
 
-def softmax_cross_entropy(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+def softmax_cross_entropy(logits: torch.Tensor,  # [N, K] scores
+                          y: torch.Tensor,  # [N] class indices
+                         ) -> torch.Tensor:
     r"Mean multi-class cross-entropy, $\frac1N\sum_n \log\sum_j e^{z_{nj}} - z_{n,y_n}$."
     if logits.ndim != 2 or y.shape != logits.shape[:1]:
         raise ValueError(f"logits must be [N, K] and y [N], got {tuple(logits.shape)} and {tuple(y.shape)}")
     return (torch.logsumexp(logits, dim=1) - logits.gather(1, y[:, None]).squeeze(1)).mean()
 
-def softmax_cross_entropy_grad(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+def softmax_cross_entropy_grad(logits: torch.Tensor,  # [N, K] scores
+                               y: torch.Tensor,  # [N] class indices
+                              ) -> torch.Tensor:
     r"Gradient of `softmax_cross_entropy` w.r.t. the logits: $(\mathrm{softmax}(z) - \mathrm{onehot}(y))/N$."
     if logits.ndim != 2 or y.shape != logits.shape[:1]:
         raise ValueError(f"logits must be [N, K] and y [N], got {tuple(logits.shape)} and {tuple(y.shape)}")
     return (logits.softmax(dim=1) - F.one_hot(y, logits.shape[1]).to(logits.dtype)) / logits.shape[0]
 
 # %% ../nbs/10_foundations.ipynb #0ba95431
-def conv2d_im2col(x: torch.Tensor, W: torch.Tensor, b: torch.Tensor | None = None, padding: int = 0) -> torch.Tensor:
+def conv2d_im2col(x: torch.Tensor,  # images [B, C, H, W]
+                  W: torch.Tensor,  # kernels [O, C, k, k]
+                  b: torch.Tensor | None = None,  # bias [O]; None: no bias
+                  padding: int = 0,  # zeros added on every side
+                 ) -> torch.Tensor:
     r"2-D convolution as a matrix product: $y_{o,i,j} = b_o + \sum_{c,u,v} W_{o,c,u,v}\,x_{c,i+u,j+v}$ over all $k\times k$ patches."
     if x.ndim != 4 or W.ndim != 4 or W.shape[1] != x.shape[1]:
         raise ValueError(f"x must be [B, C, H, W] and W [O, C, k, k] with the same C, got {tuple(x.shape)} and {tuple(W.shape)}")
+    check_arg('padding', padding, int, lo=0)
     B, C, H, Wd = x.shape
     O, _, k, _ = W.shape
     cols = F.unfold(x, k, padding=padding)                       # [B, C*k*k, L]: one column per output position
@@ -70,95 +81,26 @@ def conv2d_im2col(x: torch.Tensor, W: torch.Tensor, b: torch.Tensor | None = Non
     if b is not None: y = y + b.view(1, O, 1)
     return y.view(B, O, H + 2*padding - k + 1, Wd + 2*padding - k + 1)
 
-# %% ../nbs/10_foundations.ipynb #69b3fca9
-class RandomAffineBatch(nn.Module):
-    r"""Per-image random affine maps of a batch `[B, C, H, W]` in one `grid_sample`: output pixel $p$ reads input
-    $A^{-1}(p - t)$, $A = sR_\alpha$, with $\alpha \sim U(-$`degrees`$, $`degrees`$)$, $s \sim U($`scale`$)$,
-    $t \sim U(\pm$`translate`$\cdot(W, H))$; the same map as torchvision's `v2.functional.affine`."""
-    def __init__(self, degrees: float = 10.0, translate: float = 0.1, scale: tuple = (0.9, 1.1), generator: torch.Generator | None = None):
-        super().__init__()
-        if not isinstance(degrees, (int, float)) or degrees < 0: raise ValueError(f"degrees must be a number >= 0, got {degrees!r}")
-        if not isinstance(translate, (int, float)) or not 0 <= translate < 1: raise ValueError(f"translate must be in [0, 1), got {translate!r}")
-        if not (isinstance(scale, (tuple, list)) and len(scale) == 2 and 0 < scale[0] <= scale[1]):
-            raise ValueError(f"scale must be a pair (lo, hi) with 0 < lo <= hi, got {scale!r}")
-        self.degrees, self.translate, self.scale, self.generator = degrees, translate, tuple(scale), generator
-
-    def sample_params(self, B: int, H: int, W: int, device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        "Angles (degrees), translations (pixels, [B, 2]) and scales for `B` images."
-        u = torch.rand(B, 4, generator=self.generator, device='cpu' if self.generator is not None else device).to(device)
-        angle = (2 * u[:, 0] - 1) * self.degrees
-        trans = (2 * u[:, 1:3] - 1) * self.translate * torch.tensor([W, H], device=device, dtype=u.dtype)
-        scale = self.scale[0] + u[:, 3] * (self.scale[1] - self.scale[0])
-        return angle, trans, scale
-
-    @staticmethod
-    def apply(x: torch.Tensor, angle: torch.Tensor, trans: torch.Tensor, scale: torch.Tensor, mode: str = 'bilinear') -> torch.Tensor:
-        "Apply the given per-image affine maps to float images `x` `[B, C, H, W]`."
-        if x.ndim != 4 or not x.is_floating_point(): raise ValueError(f"x must be a float tensor [B, C, H, W], got {x.dtype} {tuple(x.shape)}")
-        B, _, H, W = x.shape
-        a = torch.deg2rad(angle.to(x.dtype)); s = scale.to(x.dtype); tx, ty = trans.to(x.dtype).unbind(1)
-        cos, sin = torch.cos(a) / s, torch.sin(a) / s                        # inverse map A^-1 = R_{-a} / s
-        theta = torch.stack([
-            torch.stack([cos, sin * H / W, (-cos * tx - sin * ty) * 2 / W], 1),
-            torch.stack([-sin * W / H, cos, (sin * tx - cos * ty) * 2 / H], 1)], 1)   # [B, 2, 3], normalised coords
-        grid = F.affine_grid(theta, list(x.shape), align_corners=False)     # [B, H, W, 2]
-        return F.grid_sample(x, grid, mode=mode, padding_mode='zeros', align_corners=False)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        B, _, H, W = x.shape
-        return self.apply(x, *self.sample_params(B, H, W, x.device))
-
 # %% ../nbs/10_foundations.ipynb #db05b67b
-def sgd_weight_decay_step(theta: torch.Tensor, grad: torch.Tensor, lr: float, weight_decay: float) -> torch.Tensor:
+def sgd_weight_decay_step(theta: torch.Tensor,  # the parameters θ
+                          grad: torch.Tensor,  # ∇L(θ), the shape of `theta`
+                          lr: float,  # learning rate η > 0
+                          weight_decay: float,  # λ >= 0
+                         ) -> torch.Tensor:
     r"One SGD step with L2 weight decay: $\theta - \eta\nabla L(\theta) - \eta\lambda\theta$."
     if theta.shape != grad.shape: raise ValueError(f"theta and grad must have the same shape, got {tuple(theta.shape)} and {tuple(grad.shape)}")
-    if lr <= 0 or weight_decay < 0: raise ValueError(f"need lr > 0 and weight_decay >= 0, got lr={lr}, weight_decay={weight_decay}")
+    check_arg('lr', lr, lo=0, lo_open=True); check_arg('weight_decay', weight_decay, lo=0)
     return theta - lr * grad - lr * weight_decay * theta
 
 # %% ../nbs/10_foundations.ipynb #4936daf4
-def inverted_dropout(h: torch.Tensor, p: float, generator: torch.Generator | None = None) -> torch.Tensor:
+def inverted_dropout(h: torch.Tensor,  # activations, any shape
+                     p: float,  # probability of dropping a unit, in [0, 1)
+                     generator: torch.Generator | None = None,  # a CPU generator for the mask; None: PyTorch's global one, on h's device
+                    ) -> torch.Tensor:
     r"Inverted dropout: $\tilde h = m \odot h / (1-p)$ with $m_i \sim \mathrm{Bernoulli}(1-p)$, so $\mathbb{E}[\tilde h] = h$."
-    if not isinstance(p, (int, float)) or not 0 <= p < 1: raise ValueError(f"p must be in [0, 1), got {p!r}")
+    check_arg('p', p, lo=0, hi=1, hi_open=True)
     keep = torch.rand(h.shape, generator=generator, device=h.device if generator is None else 'cpu').to(h.device) >= p
     return h * keep / (1 - p)
-
-# %% ../nbs/10_foundations.ipynb #f035d717
-MNIST_MEAN, MNIST_STD = 0.1307, 0.3081
-
-def mnist_batch_tfm(augment: bool, generator: torch.Generator | None = None) -> v2.Compose:
-    "uint8 `[B,1,28,28]` → normalised float, with a random affine map per image if `augment`."
-    steps = [v2.ToDtype(torch.float32, scale=True)]
-    if augment: steps.append(RandomAffineBatch(degrees=10, translate=0.1, scale=(0.9, 1.1), generator=generator))
-    return v2.Compose(steps + [v2.Normalize([MNIST_MEAN], [MNIST_STD])])
-
-def make_model(arch: str, width: int | None = None) -> nn.Module:
-    "'mlp' (784-`width`-10, dropout 0.1) or 'cnn' (`SmallCNN` of this `width`)."
-    if arch == 'mlp': return MLP((784, width or 256, 10), dropout=0.1)
-    if arch == 'cnn': return SmallCNN(width=width or 16)
-    raise ValueError(f"arch must be 'mlp' or 'cnn', got {arch!r}")
-
-def train_mnist(arch: str, augment: bool, seed: int, train: tuple, test: tuple, *, epochs: int, width: int | None = None,
-                lr: float = 3e-3, weight_decay: float = 1e-4, batch_size: int = 64, curve_size: int = 2000,
-                device=None, progress: bool = False) -> dict:
-    """Train `make_model(arch)` on `train` = (uint8 images [N,28,28], labels) and test on `test`, on `device`.
-    Returns the model, its history (loss and accuracy on the first `curve_size` test images per epoch),
-    its test accuracy on the whole test set and the training seconds."""
-    device = get_device(device)
-    g = seed_everything(seed)
-    xtr, ytr = train[0][:, None].to(device), train[1].to(device)            # moved once: [N,1,28,28] uint8
-    xte, yte = test[0][:, None].to(device), test[1].to(device)
-    model = make_model(arch, width).to(device)
-    train_dl = TensorLoader(xtr, ytr, batch_size=batch_size, shuffle=True, drop_last=True, generator=g,
-                            tfm=mnist_batch_tfm(augment, generator=g if device.type == 'cpu' else None))
-    prep = mnist_batch_tfm(False)
-    curve_dl = TensorLoader(xte[:curve_size], yte[:curve_size], batch_size=1000, tfm=prep)
-    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=epochs * len(train_dl))
-    with Timer() as t:
-        hist = fit(model, train_dl, loss_fn=F.cross_entropy, opt=opt, sched=sched, epochs=epochs, valid_dl=curve_dl,
-                   metrics={'acc': accuracy}, device=device, progress=progress)
-    test_acc = evaluate(model, TensorLoader(xte, yte, batch_size=1000, tfm=prep), F.cross_entropy, {'acc': accuracy}, device)['acc']
-    return dict(arch=arch, augment=augment, seed=seed, model=model, history=hist, test_acc=test_acc, seconds=t.seconds)
 
 # %% ../nbs/10_foundations.ipynb #6edaed9a
 def _check(name: str, got: torch.Tensor, want: torch.Tensor):
@@ -167,7 +109,8 @@ def _check(name: str, got: torch.Tensor, want: torch.Tensor):
     err = (got.double() - want.double()).abs().max().item()
     if err > 1e-8: raise AssertionError(f"{name}: differs from autograd by up to {err:.2e}")
 
-def check_bce_grad(bce_grad) -> bool:
+def check_bce_grad(bce_grad: Callable,  # your `bce_grad(z, y)`, returning the gradient w.r.t. `z`
+                  ) -> bool:
     "Exercise 2: check `bce_grad(z, y)` against autograd's gradient of `binary_cross_entropy_logits` on random batches."
     for seed in range(3):
         gen = torch.Generator().manual_seed(seed)
@@ -178,7 +121,8 @@ def check_bce_grad(bce_grad) -> bool:
     print('check_bce_grad: correct')
     return True
 
-def check_relu_mlp2_grads(relu_mlp2_grads) -> bool:
+def check_relu_mlp2_grads(relu_mlp2_grads: Callable,  # your `relu_mlp2_grads(X, y, W1, b1, W2, b2)`, returning a dict of gradients
+                         ) -> bool:
     "Exercise 3: check `relu_mlp2_grads(X, y, W1, b1, W2, b2)` against autograd for a ReLU hidden layer."
     gen = torch.Generator().manual_seed(0)
     X, y = torch.randn(12, 6, generator=gen, dtype=torch.float64), torch.randint(0, 4, (12,), generator=gen)
@@ -189,3 +133,14 @@ def check_relu_mlp2_grads(relu_mlp2_grads) -> bool:
     for k in ps: _check(f'grad {k}', got[k], ps[k].grad)
     print('check_relu_mlp2_grads: correct')
     return True
+
+# %% ../nbs/10_foundations.ipynb #55ee2a8d
+_MOVED_TO_VISION = ('MNIST_MEAN', 'MNIST_STD', 'RandomAffineBatch', 'mnist_batch_tfm', 'make_model', 'train_mnist')
+
+def __getattr__(name: str):
+    "The MNIST pipeline moved to `fm_course.vision`; importing it from here still works, with a `DeprecationWarning`."
+    if name in _MOVED_TO_VISION:
+        import importlib, warnings
+        warnings.warn(f"fm_course.foundations.{name} moved to fm_course.vision: import it from there", DeprecationWarning, stacklevel=2)
+        return getattr(importlib.import_module('fm_course.vision'), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

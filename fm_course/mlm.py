@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .core import check_arg, get_device
+from .core import check_arg, get_device, sync_device
 from .data import minilm_path
 from .train import History, accuracy, autocast, fit
 
@@ -122,7 +122,7 @@ def mlm_step(model,  # a transformers `BertForMaskedLM` (its `.bert` encoder and
 # %% ../nbs/30_mlm.ipynb #d3eebd4d
 def _clock(device: torch.device) -> float:
     "Seconds on the host clock, after the device's queued work has finished (so GPU time is counted)."
-    if device.type == 'cuda': torch.cuda.synchronize(device)
+    sync_device(device)
     return time.perf_counter()
 
 def pretrain_mlm(model,  # a transformers `BertForMaskedLM`, moved to `device`

@@ -4,29 +4,29 @@
 
 # %% ../nbs/03_models.ipynb #f9ffa973
 from __future__ import annotations
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 from torch import nn
+
+from .core import check_arg
 
 # %% auto #0
 __all__ = ['MLP', 'SmallCNN']
 
 # %% ../nbs/03_models.ipynb #766acb88
-def _check_int(name, v, lo=1):
-    if isinstance(v, bool) or not isinstance(v, int): raise TypeError(f"{name} must be an int, got {type(v).__name__}")
-    if v < lo: raise ValueError(f"{name} must be >= {lo}, got {v}")
-
-def _check_p(name, p):
-    if not isinstance(p, (int, float)) or not 0 <= p < 1: raise ValueError(f"{name} must be a probability in [0, 1), got {p!r}")
-
 class MLP(nn.Sequential):
     "Multi-layer perceptron: flatten, then `Linear` → activation (→ dropout) for each hidden size, then a `Linear` to the output."
-    def __init__(self, sizes: Sequence[int] = (784, 256, 10), act: type[nn.Module] = nn.ReLU, dropout: float = 0.0):
+    def __init__(self,
+                 sizes: Sequence[int] = (784, 256, 10),  # input size, hidden sizes..., output size
+                 act: Callable[[], nn.Module] = nn.ReLU,  # the activation's class (or any callable returning a module), e.g. nn.Sigmoid
+                 dropout: float = 0.0,  # probability of zeroing a hidden unit in training, in [0, 1)
+                ):
         if isinstance(sizes, (str, bytes)) or not isinstance(sizes, Sequence) or len(sizes) < 2:
             raise TypeError(f"sizes must be a sequence of at least two ints (input, ..., output), got {sizes!r}")
-        for i, s in enumerate(sizes): _check_int(f'sizes[{i}]', s)
-        _check_p('dropout', dropout)
+        for i, s in enumerate(sizes): check_arg(f'sizes[{i}]', s, int, lo=1)
+        if not callable(act): raise TypeError(f"act must be a module class such as nn.ReLU, got {act!r}")
+        check_arg('dropout', dropout, lo=0, hi=1, hi_open=True)
         layers: list[nn.Module] = [nn.Flatten()]
         for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:])):
             layers.append(nn.Linear(a, b))
@@ -36,26 +36,38 @@ class MLP(nn.Sequential):
         super().__init__(*layers)
 
 # %% ../nbs/03_models.ipynb #1ab87e47
-def _conv_bn(c_in, c_out):
-    return nn.Sequential(nn.Conv2d(c_in, c_out, 3, padding=1, bias=False), nn.BatchNorm2d(c_out), nn.ReLU(inplace=True))
+def _conv_bn(c_in: int, c_out: int, act: Callable[[], nn.Module]) -> nn.Sequential:
+    return nn.Sequential(nn.Conv2d(c_in, c_out, 3, padding=1, bias=False), nn.BatchNorm2d(c_out), act())
 
 class SmallCNN(nn.Module):
-    "A small VGG-style CNN for 1×28×28 images: [conv-bn-relu ×2, max-pool] ×2, flatten, dropout, linear."
-    def __init__(self, n_classes: int = 10, width: int = 16, dropout: float = 0.1, in_channels: int = 1):
+    "A small VGG-style CNN for 1×28×28 images: [conv-bn-act ×2, max-pool] ×2, flatten, dropout, linear."
+    def __init__(self,
+                 n_classes: int = 10,  # outputs (logits)
+                 width: int = 16,  # channels of the first block; the second block has 2×width
+                 dropout: float = 0.1,  # dropout before the linear classifier, in [0, 1)
+                 in_channels: int = 1,  # channels of the input images
+                 act: Callable[[], nn.Module] = nn.ReLU,  # the activation's class (or any callable returning a module)
+                ):
         super().__init__()
-        _check_int('n_classes', n_classes, 2); _check_int('width', width); _check_int('in_channels', in_channels)
-        _check_p('dropout', dropout)
+        check_arg('n_classes', n_classes, int, lo=2); check_arg('width', width, int, lo=1)
+        check_arg('in_channels', in_channels, int, lo=1)
+        check_arg('dropout', dropout, lo=0, hi=1, hi_open=True)
+        if not callable(act): raise TypeError(f"act must be a module class such as nn.ReLU, got {act!r}")
         w = width
         self.body = nn.Sequential(
-            _conv_bn(in_channels, w), _conv_bn(w, w), nn.MaxPool2d(2),      # [B,w,14,14]
-            _conv_bn(w, 2*w), _conv_bn(2*w, 2*w), nn.MaxPool2d(2),          # [B,2w,7,7]
-            nn.Flatten())                                                    # [B,2w*7*7]
+            _conv_bn(in_channels, w, act), _conv_bn(w, w, act), nn.MaxPool2d(2),      # [B,w,14,14]
+            _conv_bn(w, 2*w, act), _conv_bn(2*w, 2*w, act), nn.MaxPool2d(2),          # [B,2w,7,7]
+            nn.Flatten())                                                              # [B,2w*7*7]
         self.head = nn.Sequential(nn.Dropout(dropout), nn.Linear(2*w*7*7, n_classes))
 
-    def features(self, x: torch.Tensor) -> torch.Tensor:
+    def features(self, x: torch.Tensor,  # images [B, C, 28, 28] or [B, 28, 28]
+                ) -> torch.Tensor:
         "The penultimate representation `[B, 2*width*7*7]`, used as a feature space (e.g. for a Fréchet distance)."
         if x.ndim == 3: x = x.unsqueeze(1)                                   # [B,28,28] -> [B,1,28,28]
         if x.ndim != 4 or x.shape[-2:] != (28, 28): raise ValueError(f"x must be [B,C,28,28] or [B,28,28], got shape {tuple(x.shape)}")
         return self.body(x)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor: return self.head(self.features(x))
+    def forward(self, x: torch.Tensor,  # images [B, C, 28, 28] or [B, 28, 28]
+               ) -> torch.Tensor:
+        "Logits `[B, n_classes]`."
+        return self.head(self.features(x))

@@ -5,30 +5,37 @@
 # %% ../nbs/02_train.ipynb #f2b00ebc
 from __future__ import annotations
 import contextlib, copy, math, time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
-from .core import get_device
+from .core import check_arg, get_device
 
 # %% auto #0
 __all__ = ['TensorLoader', 'accuracy', 'autocast', 'History', 'evaluate', 'get_preds', 'fit']
 
 # %% ../nbs/02_train.ipynb #1f6c1f01
 class TensorLoader:
-    "Mini-batches `(x[idx], y[idx], ...)` of tensors that stay where they are (move them to the device once, before)."
-    def __init__(self, *tensors: torch.Tensor, batch_size: int = 64, shuffle: bool = False, drop_last: bool = False,
-                 generator: torch.Generator | None = None, tfm: Callable | None = None):
+    """Mini-batches `(x[idx], y[idx], ...)` of tensors that stay where they are (move them to the device once, before).
+    `tfm` transforms the first tensor of each batch only (the inputs); the others (targets) pass unchanged."""
+    def __init__(self,
+                 *tensors: torch.Tensor,  # equal-length tensors, batched together along their first dimension
+                 batch_size: int = 64,  # rows per batch
+                 shuffle: bool = False,  # a new random order every epoch
+                 drop_last: bool = False,  # drop the last batch if it is smaller than `batch_size`
+                 generator: torch.Generator | None = None,  # a CPU generator for the order; None: PyTorch's global one
+                 tfm: Callable | None = None,  # applied to the first tensor of each batch only, e.g. normalisation or augmentation
+                ):
         if not tensors: raise TypeError("TensorLoader needs at least one tensor")
-        for i, t in enumerate(tensors):
-            if not isinstance(t, torch.Tensor): raise TypeError(f"tensors[{i}] must be a torch.Tensor, got {type(t).__name__}")
+        for i, t in enumerate(tensors): check_arg(f'tensors[{i}]', t, torch.Tensor)
         n = len(tensors[0])
         if any(len(t) != n for t in tensors): raise ValueError(f"tensors must have the same first dimension, got {[len(t) for t in tensors]}")
-        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-            raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
+        check_arg('batch_size', batch_size, int, lo=1)
+        check_arg('shuffle', shuffle, bool); check_arg('drop_last', drop_last, bool)
+        check_arg('generator', generator, torch.Generator, optional=True)
+        if tfm is not None and not callable(tfm): raise TypeError(f"tfm must be callable or None, got {type(tfm).__name__}")
         self.tensors, self.batch_size, self.shuffle, self.drop_last, self.tfm = tensors, batch_size, shuffle, drop_last, tfm
         self.generator = generator
 
@@ -47,13 +54,17 @@ class TensorLoader:
             yield tuple(batch)
 
 # %% ../nbs/02_train.ipynb #25617a2e
-def accuracy(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-    "Share of rows whose arg-max logit is the target class."
+def accuracy(logits: torch.Tensor,  # [N, C] scores
+             targets: torch.Tensor,  # [N] class indices
+            ) -> torch.Tensor:
+    "Share of rows whose arg-max logit is the target class, $\\frac1N\\sum_n [\\arg\\max_c z_{nc} = y_n]$."
     if logits.ndim != 2 or targets.shape != logits.shape[:1]:
         raise ValueError(f"logits must be [N, C] and targets [N], got {tuple(logits.shape)} and {tuple(targets.shape)}")
     return (logits.argmax(dim=1) == targets).float().mean()
 
-def autocast(device: torch.device | str, enabled: bool = True):
+def autocast(device: torch.device | str,  # the device the forward pass runs on
+             enabled: bool = True,  # False: always a no-op (full float32)
+            ):
     "bf16 autocast on CUDA; a no-op context elsewhere (CPU autocast slows these small models down)."
     device = torch.device(device)
     if enabled and device.type == 'cuda': return torch.autocast('cuda', dtype=torch.bfloat16)
@@ -62,16 +73,40 @@ def autocast(device: torch.device | str, enabled: bool = True):
 # %% ../nbs/02_train.ipynb #959e86af
 @dataclass
 class History:
-    "Per-epoch records of a `fit` run: `train_loss`, `valid_loss` and `valid_<metric>`, plus seconds per epoch."
-    rows: list[dict] = field(default_factory=list)
-    def __getitem__(self, key: str) -> list: return [r[key] for r in self.rows if key in r]
-    def __len__(self): return len(self.rows)
+    "Rows of numbers, one per epoch (or evaluation, or log step): `h['col']` is a column, `h[i]` a row, `h[a:b]` a `History`."
+    rows: list[dict] = field(default_factory=list)  # one dict per epoch, e.g. {'epoch', 'train_loss', 'valid_loss', 'valid_acc', 'seconds'}
+
+    def __getitem__(self, key: str | int | slice) -> list | dict | History:
+        if isinstance(key, str): return [r[key] for r in self.rows if key in r]
+        if isinstance(key, slice): return History(self.rows[key])
+        if isinstance(key, int) and not isinstance(key, bool): return self.rows[key]
+        raise TypeError(f"key must be a column name (str), a row index (int) or a slice, got {type(key).__name__}")
+    def __len__(self) -> int: return len(self.rows)
+    def __iter__(self) -> Iterator[dict]: return iter(self.rows)
+
+    def append(self, row: dict,  # the new row's numbers
+              ) -> None:
+        "Add a row at the end."
+        check_arg('row', row, dict)
+        self.rows.append(row)
+
     @property
-    def last(self) -> dict: return self.rows[-1] if self.rows else {}
-    def plot(self, axs=None, title: str = ''):
+    def columns(self) -> list[str]:
+        "Every key of any row, in the order they first appear."
+        return list(dict.fromkeys(k for r in self.rows for k in r))
+
+    @property
+    def last(self) -> dict:
+        "The last row, or `{}` for an empty history."
+        return self.rows[-1] if self.rows else {}
+
+    def plot(self,
+             axs=None,  # one or two matplotlib axes; None: a new figure
+             title: str = '',  # title of the loss plot
+            ):
         "Losses on the left, metrics on the right, against epochs."
         import matplotlib.pyplot as plt
-        metrics = [k for k in (self.rows[0] if self.rows else {}) if k not in ('epoch', 'train_loss', 'valid_loss', 'seconds')]
+        metrics = [k for k in self.columns if k not in ('epoch', 'train_loss', 'valid_loss', 'seconds')]
         if axs is None: _, axs = plt.subplots(1, 1 + bool(metrics), figsize=(5 + 4*bool(metrics), 3.2), squeeze=False); axs = axs[0]
         ep = self['epoch']
         for k in ('train_loss', 'valid_loss'):
@@ -83,15 +118,22 @@ class History:
 
 # %% ../nbs/02_train.ipynb #55ef9511
 @torch.no_grad()
-def evaluate(model: nn.Module, dl: Iterable, loss_fn: Callable, metrics: dict | None = None, device=None) -> dict:
+def evaluate(model: nn.Module,  # the network, put in eval mode for the pass and restored after
+             dl: Iterable,  # batches `(x, *targets)`
+             loss_fn: Callable,  # `loss_fn(output, *targets)`, a batch mean
+             metrics: dict | None = None,  # name -> `metric(output, targets[0])`, each a batch mean
+             device: str | torch.device | None = None,  # where to compute; None: `get_device()`
+             amp: bool = True,  # bf16 autocast on CUDA (`autocast`); False: float32 throughout
+            ) -> dict:
     "Mean `loss_fn(output, *targets)` and `metric(output, targets[0])` over batches `(x, *targets)` of `dl`, in eval mode, as floats (one host sync at the end)."
+    check_arg('model', model, nn.Module); check_arg('amp', amp, bool)
     device = get_device(device)
     was_training = model.training
     model.eval()
     sums, n = None, 0
     for xb, *ys in dl:
         xb, ys = xb.to(device, non_blocking=True), [t.to(device, non_blocking=True) for t in ys]
-        with autocast(device): out = model(xb)
+        with autocast(device, amp): out = model(xb)
         out = out.float()
         vals = torch.stack([loss_fn(out, *ys)] + [m(out, ys[0]) for m in (metrics or {}).values()]) * len(xb)
         sums = vals if sums is None else sums + vals
@@ -102,37 +144,51 @@ def evaluate(model: nn.Module, dl: Iterable, loss_fn: Callable, metrics: dict | 
     return dict(zip(['loss', *(metrics or {})], vals))
 
 @torch.no_grad()
-def get_preds(model: nn.Module, dl: Iterable, device=None) -> tuple[torch.Tensor, torch.Tensor]:
+def get_preds(model: nn.Module,  # the network, put in eval mode for the pass and restored after
+              dl: Iterable,  # batches `(x, y, *extra)`
+              device: str | torch.device | None = None,  # where to compute; None: `get_device()`
+              amp: bool = True,  # bf16 autocast on CUDA (`autocast`); False: float32 throughout
+             ) -> tuple[torch.Tensor, torch.Tensor]:
     "Concatenated float32 logits and targets of `model` over `dl`, on the CPU."
+    check_arg('model', model, nn.Module); check_arg('amp', amp, bool)
     device = get_device(device)
     was_training = model.training
     model.eval()
     outs, ys = [], []
     for xb, yb, *_ in dl:
-        with autocast(device): outs.append(model(xb.to(device, non_blocking=True)).float())
+        with autocast(device, amp): outs.append(model(xb.to(device, non_blocking=True)).float())
         ys.append(yb)
     model.train(was_training)
+    if not outs: raise ValueError("dl yielded no batches")
     return torch.cat(outs).cpu(), torch.cat(ys).cpu()
 
 # %% ../nbs/02_train.ipynb #b5d5e40a
-def _check_fit_args(model, opt, epochs, clip_grad, patience):
-    if not isinstance(model, nn.Module): raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
-    if not isinstance(opt, torch.optim.Optimizer): raise TypeError(f"opt must be a torch.optim.Optimizer, got {type(opt).__name__}")
-    if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1: raise ValueError(f"epochs must be a positive int, got {epochs!r}")
-    if clip_grad is not None and not (isinstance(clip_grad, (int, float)) and clip_grad > 0):
-        raise ValueError(f"clip_grad must be a positive number or None, got {clip_grad!r}")
-    if patience is not None and (isinstance(patience, bool) or not isinstance(patience, int) or patience < 1):
-        raise ValueError(f"patience must be a positive int or None, got {patience!r}")
-
-def fit(model: nn.Module, train_dl: Iterable, *, loss_fn: Callable, opt: torch.optim.Optimizer, epochs: int,
-        valid_dl: Iterable | None = None, valid_loss_fn: Callable | None = None, metrics: dict | None = None, sched=None,
-        clip_grad: float | None = None, patience: int | None = None, device=None, amp: bool = True, progress: bool = True) -> History:
+def fit(model: nn.Module,  # the network to train; moved to `device`
+        train_dl: Iterable,  # batches `(x, y, *extra)`, e.g. a `TensorLoader` or a `DataLoader`
+        *,
+        loss_fn: Callable,  # `loss_fn(model(x), y, *extra)`, a batch mean
+        opt: torch.optim.Optimizer,  # the optimizer over `model`'s parameters
+        epochs: int,  # passes over `train_dl`
+        valid_dl: Iterable | None = None,  # batches scored after every epoch; None: no validation
+        valid_loss_fn: Callable | None = None,  # the loss on `valid_dl`; None: `loss_fn`
+        metrics: dict | None = None,  # name -> `metric(output, y)` on `valid_dl`, recorded as `valid_<name>`
+        sched: torch.optim.lr_scheduler.LRScheduler | None = None,  # stepped after every batch; None: a constant learning rate
+        clip_grad: float | None = None,  # cap on the global gradient norm; None: no clipping
+        patience: int | None = None,  # stop after this many epochs without a lower validation loss, keeping the best weights
+        device: str | torch.device | None = None,  # where to train; None: `get_device()`
+        amp: bool = True,  # bf16 autocast on CUDA, in training and in validation; False: float32 throughout
+        progress: bool = True,  # show fastprogress bars and a table of the epochs
+       ) -> History:
     """Train `model` on `train_dl` for `epochs`: minimise $\\frac1N\\sum_i \\ell(f_\\theta(x_i), y_i)$ by `opt`.
     Batches are `(x, y, *extra)` and the loss is `loss_fn(model(x), y, *extra)` (extra targets such as a teacher's logits);
     `valid_dl` is scored with `valid_loss_fn` (default `loss_fn`) and `metrics`. `sched` steps after every batch;
     `clip_grad` caps the global gradient norm; with `valid_dl` and `patience`, training stops when the validation loss
     has not improved for `patience` epochs and the best weights are restored."""
-    _check_fit_args(model, opt, epochs, clip_grad, patience)
+    check_arg('model', model, nn.Module); check_arg('opt', opt, torch.optim.Optimizer)
+    check_arg('epochs', epochs, int, lo=1)
+    check_arg('clip_grad', clip_grad, float, lo=0, lo_open=True, optional=True)
+    check_arg('patience', patience, int, lo=1, optional=True)
+    check_arg('amp', amp, bool); check_arg('progress', progress, bool)
     if patience is not None and valid_dl is None: raise ValueError("patience needs a valid_dl to monitor")
     from fastprogress.fastprogress import master_bar, progress_bar
     device = get_device(device)
@@ -157,10 +213,10 @@ def fit(model: nn.Module, train_dl: Iterable, *, loss_fn: Callable, opt: torch.o
             n += len(xb)
         row = dict(epoch=epoch, train_loss=(loss_sum / max(n, 1)).item())   # one sync per epoch
         if valid_dl is not None:
-            ev = evaluate(model, valid_dl, valid_loss_fn or loss_fn, metrics, device)
+            ev = evaluate(model, valid_dl, valid_loss_fn or loss_fn, metrics, device, amp=amp)
             row.update(valid_loss=ev.pop('loss'), **{f'valid_{k}': v for k, v in ev.items()})
         row['seconds'] = time.perf_counter() - t0
-        hist.rows.append(row)
+        hist.append(row)
         if progress:
             if epoch == 1: mb.write(list(row), table=True)
             mb.write([f'{v:.4f}' if isinstance(v, float) else str(v) for v in row.values()], table=True)

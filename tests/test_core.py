@@ -5,8 +5,9 @@ import pytest
 import torch
 from torch import nn
 
-from fm_course.core import (atomic_path, by_profile, get_device, get_profile, load_checkpoint, load_results, n_params,
-                            record_result, results_file, results_table, save_checkpoint, seed_everything)
+from fm_course.core import (Timer, atomic_path, by_profile, cache_dir, cached_run, check_arg, fingerprint, get_device, get_profile,
+                            library_versions, load_checkpoint, load_results, n_params, record_result, results_file, results_table,
+                            save_checkpoint, seed_everything, sync_device)
 
 
 def test_get_device_default_and_override(monkeypatch):
@@ -133,3 +134,90 @@ def test_results_table_escapes_pipes(scratch_env):
     row = [r for r in results_table().splitlines() if 'largest' in r][0]
     assert row == '| ch | largest \\|a - b\\| | 0.5 | ' + load_results()['ch']['largest |a - b|']['device'] + ' |'
 
+
+
+def test_check_arg_edge_cases():
+    assert check_arg('x', np.float32(0.5), lo=0, hi=1) == np.float32(0.5)
+    with pytest.raises(TypeError, match='flag must be a bool'): check_arg('flag', 1, bool)
+    with pytest.raises(TypeError, match='x must be a number'): check_arg('x', np.bool_(True))
+    with pytest.raises(ValueError, match=r'k must be an int <= 3'): check_arg('k', 4, int, hi=3)
+    with pytest.raises(TypeError, match=r'got Tensor tensor\(\[0\., 0\.'): check_arg('x', torch.zeros(500), int)   # repr cut short
+
+
+@pytest.mark.skipif(os.name != 'posix', reason='POSIX permission bits')
+def test_atomic_path_respects_umask(tmp_path):
+    old = os.umask(0o027)
+    try:
+        with atomic_path(tmp_path / 'f.txt') as tmp: tmp.write_text('x')
+    finally: os.umask(old)
+    assert (tmp_path / 'f.txt').stat().st_mode & 0o777 == 0o640
+
+
+def test_atomic_path_fsyncs_before_replace(tmp_path, monkeypatch):
+    events = []
+    real_fsync, real_replace = os.fsync, os.replace
+    monkeypatch.setattr(os, 'fsync', lambda fd: (events.append('fsync'), real_fsync(fd))[1])
+    monkeypatch.setattr(os, 'replace', lambda a, b: (events.append('replace'), real_replace(a, b))[1])
+    with atomic_path(tmp_path / 'f.txt') as tmp: tmp.write_text('x')
+    assert events[:2] == ['fsync', 'replace']
+
+
+def test_timer_sync_names():
+    assert Timer.sync is sync_device and Timer._sync is sync_device   # `_sync`: the old name, still used by mlm.py
+    with Timer() as t: pass
+    assert t.seconds >= 0 and 'Timer(' in repr(t)
+    sync_device('cpu')
+
+
+def test_fingerprint_bad_input():
+    assert fingerprint(torch.ones(3, device='cpu')) == fingerprint(torch.ones(3))
+    assert fingerprint(torch.tensor(1.0)) != fingerprint(torch.tensor(2.0))   # 0-d tensors work
+    with pytest.raises(TypeError, match=r'tensors\[1\]'): fingerprint(torch.ones(3), [1, 2])
+
+
+def _build():
+    seed_everything(0); return nn.Linear(2, 1)
+
+
+def _train(model):
+    with torch.no_grad(): model.weight.add_(1.0)
+    return {'loss': 0.25, 'rows': [{'epoch': 1}]}
+
+
+def test_cached_run_bad_input():
+    with pytest.raises(TypeError, match='key'): cached_run([1], _build, _train)
+    with pytest.raises(TypeError, match='key must be JSON-serialisable'): cached_run({'f': object()}, _build, _train)
+    with pytest.raises(TypeError, match='results of train'): cached_run({'a': 1}, _build, lambda m: 0.5)
+    with pytest.raises(TypeError, match='cache'): cached_run({'a': 1}, _build, _train, cache='yes')
+
+
+def test_cached_run_cache_false_writes_nothing():
+    r = cached_run({'a': 1}, _build, _train, cache=False)
+    assert not r.hit and not r.path.exists() and not (cache_dir() / 'checkpoints').exists()
+
+
+def test_cached_run_distrusts_a_file_saved_for_another_key():
+    a = cached_run({'a': 1}, _build, _train)
+    b = cached_run({'a': 2}, _build, _train)
+    b.path.write_bytes(a.path.read_bytes())            # a's checkpoint under b's name
+    with pytest.warns(RuntimeWarning, match='saved for another key'):
+        again = cached_run({'a': 2}, _build, _train)
+    assert not again.hit and cached_run({'a': 2}, _build, _train).hit
+
+
+def test_cached_run_results_equal_on_hit_and_miss():
+    first = cached_run({'a': 3}, _build, _train)
+    second = cached_run({'a': 3}, _build, _train)
+    assert (first.hit, second.hit) == (False, True) and first.results == second.results
+    assert torch.equal(first.model.weight, second.model.weight)
+
+
+def test_record_result_exact_device_and_env(scratch_env):
+    record_result('ch', 'seconds', 1.5, exact=False, device='cpu')
+    e = load_results()['ch']
+    assert e['seconds']['exact'] is False and e['seconds']['device'] == 'cpu' and e['_env'] == library_versions()
+    assert set(library_versions()) == {'python', 'torch', 'torchvision', 'transformers', 'numpy', 'gymnasium'}
+    with pytest.raises(TypeError, match='exact'): record_result('ch', 'x', 1, exact='no')
+    with pytest.raises(ValueError, match='name'): record_result('ch', '_private', 1)
+    with pytest.raises(ValueError, match='device'): record_result('ch', 'x', 1, device='tpu')
+    assert '_env' not in results_table()

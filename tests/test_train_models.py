@@ -33,7 +33,7 @@ def test_fit_with_progress_and_clipping():
 
 
 @pytest.mark.parametrize('kw, err, msg', [
-    (dict(epochs=0), ValueError, 'epochs'), (dict(epochs=1.5), ValueError, 'epochs'),
+    (dict(epochs=0), ValueError, 'epochs'), (dict(epochs=1.5), TypeError, 'epochs'), (dict(amp=1), TypeError, 'amp'),
     (dict(clip_grad=-1.0), ValueError, 'clip_grad'), (dict(patience=2), ValueError, 'patience needs a valid_dl'),
     (dict(patience=0), ValueError, 'patience must be')])
 def test_fit_bad_input(kw, err, msg):
@@ -49,6 +49,8 @@ def test_tensor_loader_bad_input():
     with pytest.raises(TypeError, match=r'tensors\[1\]'): TensorLoader(torch.zeros(3), [1, 2, 3])
     with pytest.raises(ValueError, match='same first dimension'): TensorLoader(torch.zeros(3), torch.zeros(4))
     with pytest.raises(ValueError, match='batch_size'): TensorLoader(torch.zeros(3), batch_size=-1)
+    with pytest.raises(TypeError, match='shuffle'): TensorLoader(torch.zeros(3), shuffle=1)
+    with pytest.raises(TypeError, match='tfm'): TensorLoader(torch.zeros(3), tfm='normalise')
 
 
 def test_evaluate_and_preds():
@@ -58,6 +60,8 @@ def test_evaluate_and_preds():
     assert abs(ev['loss'] - F.cross_entropy(logits, targets).item()) < 1e-5
     assert abs(ev['acc'] - accuracy(logits, targets).item()) < 1e-6
     with pytest.raises(ValueError, match='no batches'): evaluate(m, [], F.cross_entropy)
+    with pytest.raises(ValueError, match='no batches'): get_preds(m, [])
+    with pytest.raises(TypeError, match='model'): evaluate('m', [], F.cross_entropy)
     with pytest.raises(ValueError, match='logits must be'): accuracy(torch.zeros(3), torch.zeros(3))
 
 
@@ -68,4 +72,28 @@ def test_models_shapes_and_bad_input():
     with pytest.raises(TypeError, match=r'sizes\[0\]'): MLP((7.5, 3))
     with pytest.raises(ValueError, match='dropout'): MLP(dropout=-0.1)
     with pytest.raises(TypeError, match='width'): SmallCNN(width=2.0)
+    with pytest.raises(TypeError, match='act'): SmallCNN(act='relu')
+    with pytest.raises(TypeError, match='act'): MLP(act='relu')
     with pytest.raises(ValueError, match='x must be'): SmallCNN(width=4)(torch.zeros(2, 1, 32, 32))
+
+
+def test_amp_switch_reaches_evaluation(monkeypatch):
+    "fit(amp=False) must turn autocast off in its validation passes too (and evaluate/get_preds take the switch)."
+    import fm_course.train as train
+    seen, real = [], train.autocast
+    monkeypatch.setattr(train, 'autocast', lambda device, enabled=True: (seen.append(enabled), real(device, enabled))[1])
+    x, y = _data(); m = nn.Linear(4, 3)
+    fit(m, TensorLoader(x, y, batch_size=32), loss_fn=F.cross_entropy, opt=torch.optim.SGD(m.parameters(), lr=0.1), epochs=1,
+        valid_dl=TensorLoader(x, y, batch_size=32), amp=False, progress=False)
+    assert seen and not any(seen)
+    seen.clear(); get_preds(m, TensorLoader(x, y, batch_size=32), amp=False); evaluate(m, TensorLoader(x, y), F.cross_entropy, amp=False)
+    assert seen and not any(seen)
+
+
+def test_history_edge_cases():
+    h = History()
+    assert len(h) == 0 and h.last == {} and h['train_loss'] == [] and list(h) == [] and h.columns == []
+    with pytest.raises(IndexError): h[0]
+    with pytest.raises(TypeError, match='key'): h[True]
+    with pytest.raises(TypeError, match='row'): h.append([1, 2])
+    h.append({'epoch': 1}); assert h[0:5] == History([{'epoch': 1}])
