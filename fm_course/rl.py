@@ -6,30 +6,28 @@
 from __future__ import annotations
 import copy
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import gymnasium as gym
-import matplotlib.pyplot as plt
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .core import Timer, get_device
+from .core import check_arg, get_device
 from .models import MLP
+from .train import History
 
 # %% auto #0
 __all__ = ['Schedule', 'FROZENLAKE_ARROWS', 'CLIFFWALKING_ARROWS', 'mdp_arrays', 'bellman_optimality', 'value_iteration',
            'policy_return', 'q_learning', 'sarsa', 'plot_greedy_policy', 'dqn_target', 'DQNConfig', 'DQNResult',
-           'greedy_returns', 'train_dqn', 'check_expected_sarsa_target']
+           'greedy_returns', 'linear_schedule', 'train_dqn', 'check_expected_sarsa_target']
 
 # %% ../nbs/80_rl.ipynb #caa0ef46
-def _check_gamma(gamma, upper_inclusive=False):
-    ok = isinstance(gamma, (int, float)) and not isinstance(gamma, bool) and (0 <= gamma <= 1 if upper_inclusive else 0 <= gamma < 1)
-    if not ok: raise ValueError(f"gamma must be a number in [0, 1{']' if upper_inclusive else ')'}, got {gamma!r}")
-
-def mdp_arrays(P: dict) -> tuple[np.ndarray, np.ndarray]:
+def mdp_arrays(P: dict,  # toy-text dynamics `env.unwrapped.P`: state -> action -> [(prob, next_state, reward, terminated), ...]
+              ) -> tuple[np.ndarray, np.ndarray]:
     r"From a toy-text table `P[s][a] = [(prob, s', r, terminated), ...]`, the continuing-transition tensor $T(s,a,s') = \Pr(s', d{=}0 \mid s,a)$ `[S, A, S]` and the expected reward $R(s,a)$ `[S, A]`."
     if not isinstance(P, dict) or not P: raise TypeError(f"P must be a non-empty dict state -> action -> [(prob, next_state, reward, terminated)], got {type(P).__name__}")
     n_s, n_a = len(P), len(P[0])
@@ -45,16 +43,25 @@ def mdp_arrays(P: dict) -> tuple[np.ndarray, np.ndarray]:
                 if not terminated: T[s, a, s2] += p
     return T, R
 
-def bellman_optimality(Q: np.ndarray, T: np.ndarray, R: np.ndarray, gamma: float) -> np.ndarray:
+def bellman_optimality(Q: np.ndarray,  # action values `[S, A]`
+                       T: np.ndarray,  # continuing transitions $T(s,a,s')$ `[S, A, S]`, from `mdp_arrays`
+                       R: np.ndarray,  # expected rewards $R(s,a)$ `[S, A]`, from `mdp_arrays`
+                       gamma: float,  # discount $\gamma \in [0, 1]$; 1 is allowed here for finite-horizon sums
+                      ) -> np.ndarray:
     r"The Bellman optimality operator: $(\mathcal B Q)(s,a) = R(s,a) + \gamma \sum_{s'} T(s,a,s') \max_{a'} Q(s',a')$."
-    _check_gamma(gamma, upper_inclusive=True)   # gamma = 1 is allowed here for finite-horizon sums
+    check_arg('gamma', gamma, float, lo=0, hi=1)
     return R + gamma * T @ Q.max(1)             # [S, A] + [S, A, S] @ [S] -> [S, A]
 
 # %% ../nbs/80_rl.ipynb #f20ca017
-def value_iteration(P: dict, gamma: float, tol: float = 1e-10, max_iter: int = 1_000_000) -> np.ndarray:
+def value_iteration(P: dict,  # toy-text dynamics `env.unwrapped.P` (see `mdp_arrays`)
+                    gamma: float,  # discount $\gamma \in [0, 1)$, which makes $\mathcal B$ a contraction
+                    tol: float = 1e-10,  # stop when $\|Q_{k+1} - Q_k\|_\infty \le$ `tol` (> 0)
+                    max_iter: int = 1_000_000,  # sweeps allowed before giving up with a `RuntimeError`
+                   ) -> np.ndarray:
     r"$Q^*$ `[n_states, n_actions]` by value iteration $Q_{k+1} = \mathcal B Q_k$ from $Q_0 = 0$, stopped when $\|Q_{k+1} - Q_k\|_\infty \le$ `tol`."
-    _check_gamma(gamma)
-    if not isinstance(tol, (int, float)) or not tol > 0: raise ValueError(f"tol must be a number > 0, got {tol!r}")
+    check_arg('gamma', gamma, float, lo=0, hi=1, hi_open=True)
+    check_arg('tol', tol, float, lo=0, lo_open=True)
+    check_arg('max_iter', max_iter, int, lo=1)
     T, R = mdp_arrays(P)
     Q = np.zeros_like(R)
     for _ in range(max_iter):
@@ -64,24 +71,29 @@ def value_iteration(P: dict, gamma: float, tol: float = 1e-10, max_iter: int = 1
     raise RuntimeError(f"value_iteration did not reach tol={tol} in {max_iter} iterations")
 
 # %% ../nbs/80_rl.ipynb #13027598
-def policy_return(P: dict, policy: np.ndarray, horizon: int, start_state: int = 0) -> float:
+def policy_return(P: dict,  # toy-text dynamics `env.unwrapped.P` (see `mdp_arrays`)
+                  policy: np.ndarray,  # deterministic policy: one int action id per state, `[n_states]`
+                  horizon: int,  # steps $H \ge 1$ the episode may last
+                  start_state: int = 0,  # the state the episode starts in
+                 ) -> float:
     r"Expected undiscounted return of the deterministic `policy` (`[n_states]` action ids) within `horizon` steps from `start_state`: $V_h = R_\pi + T_\pi V_{h-1}$, $V_0 = 0$."
     T, R = mdp_arrays(P)
     policy = np.asarray(policy)
     if policy.shape != (R.shape[0],) or not np.issubdtype(policy.dtype, np.integer): raise ValueError(f"policy must be an int array of shape ({R.shape[0]},), got {policy.dtype} {policy.shape}")
-    if isinstance(horizon, bool) or not isinstance(horizon, int) or horizon < 1: raise ValueError(f"horizon must be an int >= 1, got {horizon!r}")
+    check_arg('horizon', horizon, int, lo=1)
+    check_arg('start_state', start_state, int, lo=0, hi=R.shape[0] - 1)
     idx = np.arange(R.shape[0])
     T_pi, R_pi, V = T[idx, policy], R[idx, policy], np.zeros(R.shape[0])
     for _ in range(horizon): V = R_pi + T_pi @ V
     return float(V[start_state])
 
 # %% ../nbs/80_rl.ipynb #d179cac4
-Schedule = float | Callable[[int], float]
+Schedule = float | Callable[[int], float]   # a constant, or a function of the episode index (0, 1, ...)
 
-def _as_schedule(x, name: str, lo: float, hi: float, lo_open: bool) -> Callable[[int], float]:
+def _as_schedule(x, name: str, lo_open: bool) -> Callable[[int], float]:
     if callable(x): return x
-    if isinstance(x, bool) or not isinstance(x, (int, float)): raise TypeError(f"{name} must be a number or a callable episode -> number, got {type(x).__name__}")
-    if not (lo < x <= hi if lo_open else lo <= x <= hi): raise ValueError(f"{name} must be in {'(' if lo_open else '['}{lo}, {hi}], got {x!r}")
+    check_arg(name, x, (float, Callable))   # TypeError: neither a number nor a schedule
+    check_arg(name, x, float, lo=0, hi=1, lo_open=lo_open)
     return lambda episode: x
 
 def _check_tabular_env(env):
@@ -91,10 +103,13 @@ def _check_tabular_env(env):
         if not isinstance(space, gym.spaces.Discrete): raise TypeError(f"env.{name} must be gymnasium.spaces.Discrete for a tabular method, got {space}")
 
 def _td_control(env, n_episodes, alpha, gamma, epsilon, seed, on_policy):
-    _check_tabular_env(env); _check_gamma(gamma)
-    if isinstance(n_episodes, bool) or not isinstance(n_episodes, int) or n_episodes < 1: raise ValueError(f"n_episodes must be an int >= 1, got {n_episodes!r}")
-    alpha_at = _as_schedule(alpha, 'alpha', 0, 1, lo_open=True)
-    epsilon_at = _as_schedule(epsilon, 'epsilon', 0, 1, lo_open=False)
+    _check_tabular_env(env)
+    check_arg('n_episodes', n_episodes, int, lo=1)
+    check_arg('gamma', gamma, float, lo=0, hi=1, hi_open=True)
+    check_arg('seed', seed, int, optional=True)
+    seed = None if seed is None else int(seed)   # gymnasium wants a Python int
+    alpha_at = _as_schedule(alpha, 'alpha', lo_open=True)
+    epsilon_at = _as_schedule(epsilon, 'epsilon', lo_open=False)
     n_a = int(env.action_space.n)
     rng = np.random.default_rng(seed)
     Q = np.zeros((int(env.observation_space.n), n_a))
@@ -117,20 +132,41 @@ def _td_control(env, n_episodes, alpha, gamma, epsilon, seed, on_policy):
             s, a, done = s_next, a_next, terminated or truncated
     return Q, episode_returns
 
-def q_learning(env: gym.Env, n_episodes: int, *, alpha: Schedule, gamma: float, epsilon: Schedule, seed: int | None) -> tuple[np.ndarray, np.ndarray]:
-    r"Watkins' Q-learning with an $\varepsilon$-greedy behaviour policy: $Q(s,a) \leftarrow Q(s,a) + \alpha[r + \gamma(1-d)\max_{a'} Q(s',a') - Q(s,a)]$. Returns `(Q, episode_returns)`."
+def q_learning(env: gym.Env,  # a gymnasium env with Discrete observation and action spaces (toy text)
+               n_episodes: int,  # episodes of learning (>= 1)
+               *,
+               alpha: Schedule,  # step size $\alpha \in (0, 1]$, or a function of the episode index
+               gamma: float,  # discount $\gamma \in [0, 1)$
+               epsilon: Schedule,  # exploration $\varepsilon \in [0, 1]$ of the behaviour policy, or a function of the episode index
+               seed: int | None,  # seeds the exploration and the first `env.reset`; None: fresh entropy
+              ) -> tuple[np.ndarray, np.ndarray]:
+    r"Watkins' Q-learning with an $\varepsilon$-greedy behaviour policy: $Q(s,a) \leftarrow Q(s,a) + \alpha[r + \gamma(1-d)\max_{a'} Q(s',a') - Q(s,a)]$. Returns `(Q, episode_returns)`: `[n_states, n_actions]` and `[n_episodes]`."
     return _td_control(env, n_episodes, alpha, gamma, epsilon, seed, on_policy=False)
 
-def sarsa(env: gym.Env, n_episodes: int, *, alpha: Schedule, gamma: float, epsilon: Schedule, seed: int | None) -> tuple[np.ndarray, np.ndarray]:
-    r"SARSA, on-policy TD control: $Q(s,a) \leftarrow Q(s,a) + \alpha[r + \gamma(1-d) Q(s',a') - Q(s,a)]$ with $a'$ the $\varepsilon$-greedy action taken next. Returns `(Q, episode_returns)`."
+def sarsa(env: gym.Env,  # a gymnasium env with Discrete observation and action spaces (toy text)
+          n_episodes: int,  # episodes of learning (>= 1)
+          *,
+          alpha: Schedule,  # step size $\alpha \in (0, 1]$, or a function of the episode index
+          gamma: float,  # discount $\gamma \in [0, 1)$
+          epsilon: Schedule,  # exploration $\varepsilon \in [0, 1]$ of the policy followed and evaluated, or a function of the episode index
+          seed: int | None,  # seeds the exploration and the first `env.reset`; None: fresh entropy
+         ) -> tuple[np.ndarray, np.ndarray]:
+    r"SARSA, on-policy TD control: $Q(s,a) \leftarrow Q(s,a) + \alpha[r + \gamma(1-d) Q(s',a') - Q(s,a)]$ with $a'$ the $\varepsilon$-greedy action taken next. Returns `(Q, episode_returns)`: `[n_states, n_actions]` and `[n_episodes]`."
     return _td_control(env, n_episodes, alpha, gamma, epsilon, seed, on_policy=True)
 
 # %% ../nbs/80_rl.ipynb #47d747b1
 FROZENLAKE_ARROWS = '←↓→↑'    # FrozenLake actions 0..3: left, down, right, up
 CLIFFWALKING_ARROWS = '↑→↓←'  # CliffWalking actions 0..3: up, right, down, left
 
-def plot_greedy_policy(Q: np.ndarray, shape: tuple[int, int], arrows: str, desc: np.ndarray | None = None, ax=None, title: str = ''):
-    "Draw $\\arg\\max_a Q(s, a)$ as arrows on a grid of `shape` (rows, cols); `desc` (letters per cell) marks holes/cliff 'H'/'C', start 'S' and goal 'G'."
+def plot_greedy_policy(Q: np.ndarray,  # action values `[rows * cols, n_actions]`, states numbered row by row
+                       shape: tuple[int, int],  # the grid's (rows, cols)
+                       arrows: str,  # one arrow character per action id, e.g. `FROZENLAKE_ARROWS`
+                       desc: np.ndarray | None = None,  # letters per cell ('S', 'G', 'H', 'C', ...), e.g. `env.unwrapped.desc.astype(str)`
+                       ax=None,  # a matplotlib Axes to draw on; None: a new figure
+                       title: str = '',  # the axes' title
+                      ):
+    "Draw $\\arg\\max_a Q(s, a)$ as arrows on a grid of `shape` (rows, cols); `desc` (letters per cell) marks holes/cliff 'H'/'C', start 'S' and goal 'G'. Returns the Axes."
+    import matplotlib.pyplot as plt
     Q = np.asarray(Q)
     if Q.ndim != 2 or Q.shape[0] != shape[0] * shape[1] or Q.shape[1] != len(arrows): raise ValueError(f"Q must be [{shape[0] * shape[1]}, {len(arrows)}] for shape {shape}, got {list(Q.shape)}")
     ax = ax or plt.subplots(figsize=(shape[1] * 0.45 + 0.5, shape[0] * 0.45 + 0.5))[1]
@@ -144,11 +180,15 @@ def plot_greedy_policy(Q: np.ndarray, shape: tuple[int, int], arrows: str, desc:
     return ax
 
 # %% ../nbs/80_rl.ipynb #808eb37d
-def dqn_target(reward: torch.Tensor, terminated: torch.Tensor, q_next_target: torch.Tensor, gamma: float,
-               q_next_online: torch.Tensor | None = None) -> torch.Tensor:
+def dqn_target(reward: torch.Tensor,  # $r$ `[B]`
+               terminated: torch.Tensor,  # $d$ `[B]`: 1 where $s'$ is terminal (not at a time-limit truncation)
+               q_next_target: torch.Tensor,  # $Q_{\theta^-}(s', \cdot)$ `[B, A]` from the target network
+               gamma: float,  # discount $\gamma \in [0, 1)$
+               q_next_online: torch.Tensor | None = None,  # $Q_\theta(s', \cdot)$ `[B, A]`: Double DQN's action choice; None: Mnih et al.'s max
+              ) -> torch.Tensor:
     r"""TD target $y = r + \gamma (1-d) \max_{a'} Q_{\theta^-}(s',a')$; with `q_next_online` (Double DQN),
     $y = r + \gamma (1-d)\, Q_{\theta^-}(s', \arg\max_{a'} Q_\theta(s',a'))$. Shapes: `reward`, `terminated` `[B]`; Q's `[B, A]`."""
-    _check_gamma(gamma)
+    check_arg('gamma', gamma, float, lo=0, hi=1, hi_open=True)
     if q_next_target.ndim != 2 or reward.shape != (q_next_target.shape[0],) or terminated.shape != reward.shape:
         raise ValueError(f"expected reward and terminated [B] and q_next_target [B, A], got {list(reward.shape)}, {list(terminated.shape)}, {list(q_next_target.shape)}")
     if q_next_online is None: q_next = q_next_target.max(1).values
@@ -160,7 +200,7 @@ def dqn_target(reward: torch.Tensor, terminated: torch.Tensor, q_next_target: to
 # %% ../nbs/80_rl.ipynb #f7a7512c
 @dataclass
 class DQNConfig:
-    "Every hyperparameter of `train_dqn`, with defaults tuned for CartPole-v1."
+    "Every hyperparameter of `train_dqn`, with the rl-baselines3-zoo defaults for CartPole-v1 (plus a learning rate annealed to 0)."
     seed: int = 0                      # seeds the network, the replay sampling, exploration and the environment
     env_id: str = 'CartPole-v1'        # a gymnasium id with a Box observation and a Discrete action space
     total_steps: int = 50_000          # environment steps of training
@@ -169,7 +209,7 @@ class DQNConfig:
     final_lr_fraction: float = 0.0     # ... annealed linearly to this fraction of it by the last update
     buffer_size: int = 100_000         # replay capacity |D| (transitions)
     batch_size: int = 64               # minibatch size sampled from D
-    gamma: float = 0.99                # discount
+    gamma: float = 0.99                # discount γ
     learning_starts: int = 1_000       # env steps of pure collection before the first update
     train_freq: int = 256              # env steps between bursts of updates ...
     gradient_steps: int = 128          # ... and updates per burst (0.5 updates per env step)
@@ -177,7 +217,7 @@ class DQNConfig:
     tau: float = 1.0                   # refresh θ⁻ ← (1-τ)θ⁻ + τθ; 1.0 is Mnih et al.'s hard copy
     eps_start: float = 1.0             # ε-greedy exploration: from eps_start ...
     eps_end: float = 0.04              # ... linearly down to eps_end ...
-    exploration_fraction: float = 0.16 # ... over this fraction of total_steps
+    exploration_fraction: float = 0.16 # ... over this fraction of total_steps (see `linear_schedule`)
     max_grad_norm: float = 10.0        # gradient-norm clipping (0 disables)
     double_dqn: bool = False           # True: van Hasselt et al.'s target; False: Mnih et al.'s max (as SB3)
     target_network: bool = True        # pitfall switch: False bootstraps from the online network itself
@@ -186,40 +226,71 @@ class DQNConfig:
     eval_episodes: int = 10            # ... of this many greedy episodes ...
     eval_seed_offset: int = 10_000     # ... on a separate environment seeded seed + offset + i
     solve_return: float = 475.0        # solved = first evaluation with mean return >= this
-    device: str | None = None          # None: fm_course.core.get_device()
+    device: str | torch.device | None = None   # where Q_θ and D live; None: fm_course.core.get_device()
 
     def __post_init__(self):
         for name in ('total_steps', 'buffer_size', 'batch_size', 'train_freq', 'target_update_interval', 'eval_every', 'eval_episodes'):
-            v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, int) or v < 1: raise ValueError(f"DQNConfig.{name} must be an int >= 1, got {v!r}")
+            check_arg(f'DQNConfig.{name}', getattr(self, name), int, lo=1)
         for name in ('learning_starts', 'gradient_steps'):
-            v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, int) or v < 0: raise ValueError(f"DQNConfig.{name} must be an int >= 0, got {v!r}")
-        _check_gamma(self.gamma)
-        for name, lo, hi in (('tau', 0, 1), ('eps_start', 0, 1), ('eps_end', 0, 1), ('exploration_fraction', 0, 1), ('final_lr_fraction', 0, 1)):
-            v = getattr(self, name)
-            if not isinstance(v, (int, float)) or not lo <= v <= hi or (name == 'tau' and v == 0): raise ValueError(f"DQNConfig.{name} must be in [{lo}, {hi}]{' and > 0' if name == 'tau' else ''}, got {v!r}")
-        if not self.learning_rate > 0: raise ValueError(f"DQNConfig.learning_rate must be > 0, got {self.learning_rate!r}")
-        if not self.hidden or any(isinstance(h, bool) or not isinstance(h, int) or h < 1 for h in self.hidden): raise ValueError(f"DQNConfig.hidden must be a non-empty tuple of ints >= 1, got {self.hidden!r}")
+            check_arg(f'DQNConfig.{name}', getattr(self, name), int, lo=0)
+        for name in ('seed', 'eval_seed_offset'):
+            setattr(self, name, int(check_arg(f'DQNConfig.{name}', getattr(self, name), int)))   # gymnasium wants a Python int
+        for name in ('double_dqn', 'target_network', 'bootstrap_terminal'):
+            check_arg(f'DQNConfig.{name}', getattr(self, name), bool)
+        for name in ('eps_start', 'eps_end', 'exploration_fraction', 'final_lr_fraction'):
+            check_arg(f'DQNConfig.{name}', getattr(self, name), float, lo=0, hi=1)
+        check_arg('DQNConfig.env_id', self.env_id, str)
+        check_arg('DQNConfig.gamma', self.gamma, float, lo=0, hi=1, hi_open=True)
+        check_arg('DQNConfig.tau', self.tau, float, lo=0, hi=1, lo_open=True)
+        check_arg('DQNConfig.learning_rate', self.learning_rate, float, lo=0, lo_open=True)
+        check_arg('DQNConfig.max_grad_norm', self.max_grad_norm, float, lo=0)
+        check_arg('DQNConfig.solve_return', self.solve_return, float)
+        check_arg('DQNConfig.device', self.device, (str, torch.device), optional=True)
+        if isinstance(self.hidden, (str, bytes)) or not isinstance(self.hidden, (tuple, list)):
+            raise TypeError(f"DQNConfig.hidden must be a tuple of ints >= 1, got {type(self.hidden).__name__} {self.hidden!r}")
+        if not self.hidden: raise ValueError("DQNConfig.hidden must be a non-empty tuple of ints >= 1, got ()")
+        for i, h in enumerate(self.hidden): check_arg(f'DQNConfig.hidden[{i}]', h, int, lo=1)
         self.hidden = tuple(self.hidden)
 
 # %% ../nbs/80_rl.ipynb #c6a7497b
 @dataclass
 class DQNResult:
-    "What `train_dqn` measured: every evaluation, when it first solved the task, the training episodes' returns and the trained network."
-    config: DQNConfig
-    evals: list[dict] = field(default_factory=list)      # {'step', 'seconds', 'mean_return', 'td_loss', 'q_mean'} per evaluation
-    steps_to_solve: int | None = None                    # env steps at the first evaluation with mean return >= solve_return
-    seconds_to_solve: float | None = None                # wall-clock seconds from the start of train_dqn to that evaluation
+    "What `train_dqn` measured: the trained network, one `history` row per evaluation, when it first solved the task and the training episodes' returns."
+    config: DQNConfig                    # the hyperparameters of the run
+    model: nn.Module | None = None       # the trained Q-network Q_θ, in eval mode
+    history: History = field(default_factory=History)   # per evaluation: step, seconds, mean_return, td_loss, q_mean, lr
+    steps_to_solve: int | None = None    # env steps at the first evaluation with mean return >= solve_return
+    seconds_to_solve: float | None = None   # wall-clock seconds from the start of train_dqn to that evaluation
     episode_returns: list[float] = field(default_factory=list)   # returns of the (exploring) training episodes
-    seconds: float = 0.0                                 # total wall-clock seconds
-    q_network: nn.Module | None = None
+    seconds: float = 0.0                 # total wall-clock seconds
 
     @property
-    def final_return(self) -> float: return self.evals[-1]['mean_return'] if self.evals else float('nan')
+    def final_return(self) -> float:
+        "Mean greedy return at the last evaluation (nan before any)."
+        return self.history.last.get('mean_return', float('nan'))
 
-def greedy_returns(q_network: nn.Module, env_id: str, n_episodes: int, seed: int) -> np.ndarray:
-    "Returns of `n_episodes` greedy episodes run side by side, episode i on `gym.make(env_id)` reset with `seed + i`; one forward pass per step serves all unfinished episodes."
+    @property
+    def evals(self) -> list[dict]:
+        "Deprecated alias of `history.rows` (the same dicts)."
+        warnings.warn("DQNResult.evals is deprecated: use DQNResult.history (rows are the same dicts)", DeprecationWarning, stacklevel=2)
+        return self.history.rows
+
+    @property
+    def q_network(self) -> nn.Module | None:
+        "Deprecated alias of `model`."
+        warnings.warn("DQNResult.q_network is deprecated: use DQNResult.model", DeprecationWarning, stacklevel=2)
+        return self.model
+
+def greedy_returns(q_network: nn.Module,  # maps observations `[N, n_obs]` to action values `[N, A]`
+                   env_id: str,  # a gymnasium id with a Box observation and a Discrete action space
+                   n_episodes: int,  # greedy episodes to run (>= 1)
+                   seed: int,  # episode i resets its own environment with `seed + i`
+                  ) -> np.ndarray:
+    "Returns `[n_episodes]` of greedy episodes run side by side, episode i on `gym.make(env_id)` reset with `seed + i`; one forward pass per step serves all unfinished episodes."
+    if not isinstance(q_network, nn.Module): raise TypeError(f"q_network must be a torch.nn.Module, got {type(q_network).__name__}")
+    check_arg('env_id', env_id, str)
+    check_arg('n_episodes', n_episodes, int, lo=1)
+    seed = int(check_arg('seed', seed, int))   # gymnasium wants a Python int
     device = next(q_network.parameters()).device
     envs = [gym.make(env_id) for _ in range(n_episodes)]
     obs = np.stack([env.reset(seed=seed + i)[0] for i, env in enumerate(envs)]).astype(np.float32)
@@ -234,80 +305,137 @@ def greedy_returns(q_network: nn.Module, env_id: str, n_episodes: int, seed: int
     for env in envs: env.close()
     return returns
 
+# %% ../nbs/80_rl.ipynb #04f5229f
+def linear_schedule(start: float,  # value at t = 0, e.g. ε_start
+                    end: float,  # value from t = duration on, e.g. ε_end
+                    duration: float,  # steps T over which the value moves from start to end (>= 0)
+                    t: float,  # the current step, counted from 0
+                   ) -> float:
+    r"Linear annealing, CleanRL's `linear_schedule`: $\varepsilon_t = \varepsilon_\text{end} + (\varepsilon_\text{start} - \varepsilon_\text{end}) \max(0, 1 - t / T)$, i.e. `end` from $t \ge T$ on."
+    check_arg('start', start, float)
+    check_arg('end', end, float)
+    check_arg('duration', duration, float, lo=0)
+    check_arg('t', t, float, lo=0)
+    if t >= duration: return end
+    return end + (start - end) * (1 - t / duration)
+
 # %% ../nbs/80_rl.ipynb #e6a6916e
-def train_dqn(config: DQNConfig) -> DQNResult:
+def _n_updates(c: DQNConfig) -> int:
+    "Gradient steps `train_dqn` will take: `gradient_steps` per burst, a burst every `train_freq` env steps and at the last step, from `learning_starts` on."
+    burst_steps = [*range(c.train_freq, c.total_steps + 1, c.train_freq)]
+    if c.total_steps % c.train_freq: burst_steps.append(c.total_steps)
+    return c.gradient_steps * sum(step >= c.learning_starts for step in burst_steps)
+
+def train_dqn(config: DQNConfig,  # every hyperparameter of the run, see `DQNConfig`
+             ) -> DQNResult:
     "DQN (Mnih et al., 2015), optionally with Double DQN targets (van Hasselt et al., 2016), evaluated every `eval_every` steps on greedy episodes."
     if not isinstance(config, DQNConfig): raise TypeError(f"config must be a DQNConfig, got {type(config).__name__}")
-    c, t0 = config, time.perf_counter()
+    c = config
+    t0 = time.perf_counter()
     env = gym.make(c.env_id)
     if not isinstance(env.action_space, gym.spaces.Discrete) or not isinstance(env.observation_space, gym.spaces.Box) or len(env.observation_space.shape) != 1:
         raise TypeError(f"DQN needs a flat Box observation space and a Discrete action space; {c.env_id} has {env.observation_space} and {env.action_space}")
     device = get_device(c.device)
     torch.manual_seed(c.seed)
     rng = np.random.default_rng(c.seed)
-    n_obs, n_act = env.observation_space.shape[0], int(env.action_space.n)
-    q = MLP((n_obs, *c.hidden, n_act)).to(device)                                # Q_θ
-    q_target = copy.deepcopy(q).requires_grad_(False) if c.target_network else q # Q_θ⁻
-    opt = torch.optim.Adam(q.parameters(), lr=c.learning_rate, **({'fused': True} if device.type in ('cpu', 'cuda') else {}))
-    n_updates_total = max(1, (c.total_steps - c.learning_starts) // c.train_freq * c.gradient_steps)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda u: 1 - (1 - c.final_lr_fraction) * min(1.0, u / n_updates_total))
-    # replay buffer D on the device: one row per transition = [s (n_obs) | s' (n_obs) | a | r | d]
-    capacity, width = min(c.buffer_size, c.total_steps), 2 * n_obs + 3
-    replay = torch.zeros(capacity, width, device=device)
-    staged = np.zeros((c.train_freq, width), dtype=np.float32)                   # host rows not yet moved
+    n_obs = env.observation_space.shape[0]
+    n_act = int(env.action_space.n)
+    q = MLP((n_obs, *c.hidden, n_act)).to(device)                                  # Q_θ
+    q_target = copy.deepcopy(q).requires_grad_(False) if c.target_network else q   # Q_θ⁻
+    fused = {'fused': True} if device.type in ('cpu', 'cuda') else {}
+    opt = torch.optim.Adam(q.parameters(), lr=c.learning_rate, **fused)
+    n_updates_total = max(1, _n_updates(c))
+    lr_factor = lambda u: 1 - (1 - c.final_lr_fraction) * min(1.0, u / n_updates_total)   # 1 at the first update, final_lr_fraction after the last
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_factor)
+    # replay buffer D on the device, written circularly; transitions wait in `staged` on the host until a burst
+    capacity = min(c.buffer_size, c.total_steps)
+    replay = {'obs': torch.zeros(capacity, n_obs, device=device),                # s      [|D|, n_obs]
+              'actions': torch.zeros(capacity, dtype=torch.long, device=device), # a      [|D|]
+              'rewards': torch.zeros(capacity, device=device),                   # r      [|D|]
+              'next_obs': torch.zeros(capacity, n_obs, device=device),           # s'     [|D|, n_obs]
+              'dones': torch.zeros(capacity, device=device)}                     # d = 1 if s' is terminal
+    staged = {k: np.zeros((c.train_freq, *v.shape[1:]), dtype=np.int64 if k == 'actions' else np.float32) for k, v in replay.items()}
     gen = torch.Generator(device=device).manual_seed(c.seed)
-    n_stored = write_at = n_staged = n_updates = 0
-    td_loss_sum = torch.zeros((), device=device); q_sum = torch.zeros((), device=device); n_logged = 0
+    n_stored = write_at = n_staged = n_updates = n_logged = 0
+    td_loss_sum = torch.zeros((), device=device)
+    q_sum = torch.zeros((), device=device)
     result = DQNResult(config=c)
     obs, _ = env.reset(seed=c.seed)
     episode_return = 0.0
     for step in range(1, c.total_steps + 1):
-        # ε-greedy action
-        eps = c.eps_end + (c.eps_start - c.eps_end) * max(0.0, 1 - (step - 1) / (c.exploration_fraction * c.total_steps + 1e-9))
-        if rng.random() < eps: action = int(rng.integers(n_act))
+        eps = linear_schedule(c.eps_start, c.eps_end, c.exploration_fraction * c.total_steps, step - 1)
+        if rng.random() < eps:
+            action = int(rng.integers(n_act))
         else:
-            with torch.inference_mode(): action = int(q(torch.as_tensor(obs[None], device=device)).argmax())
+            with torch.inference_mode():
+                action = int(q(torch.as_tensor(obs[None], device=device)).argmax())
         obs_next, reward, terminated, truncated, _ = env.step(action)
-        staged[n_staged] = (*obs, *obs_next, action, reward, float(terminated and not c.bootstrap_terminal)); n_staged += 1
+        staged['obs'][n_staged] = obs
+        staged['actions'][n_staged] = action
+        staged['rewards'][n_staged] = reward
+        staged['next_obs'][n_staged] = obs_next
+        staged['dones'][n_staged] = terminated and not c.bootstrap_terminal   # a truncation is not an end: d = 0
+        n_staged += 1
         episode_return += reward
         obs = obs_next
         if terminated or truncated:
-            result.episode_returns.append(episode_return); episode_return = 0.0
+            result.episode_returns.append(episode_return)
+            episode_return = 0.0
             obs, _ = env.reset()
         if n_staged == c.train_freq or step == c.total_steps:
             rows = torch.arange(write_at, write_at + n_staged, device=device) % capacity   # circular buffer
-            replay[rows] = torch.as_tensor(staged[:n_staged], device=device)
-            write_at, n_stored, n_staged = (write_at + n_staged) % capacity, min(n_stored + n_staged, capacity), 0
+            for k in replay:
+                replay[k][rows] = torch.as_tensor(staged[k][:n_staged], device=device)
+            write_at = (write_at + n_staged) % capacity
+            n_stored = min(n_stored + n_staged, capacity)
+            n_staged = 0
             if step >= c.learning_starts:
                 for _ in range(c.gradient_steps):
-                    batch = replay[torch.randint(n_stored, (c.batch_size,), device=device, generator=gen)]   # [B, width]
-                    s, s_next = batch[:, :n_obs], batch[:, n_obs:2 * n_obs]
-                    a, r, d = batch[:, -3].long(), batch[:, -2], batch[:, -1]
+                    idx = torch.randint(n_stored, (c.batch_size,), device=device, generator=gen)   # B transitions, uniform from D
+                    s = replay['obs'][idx]                                            # [B, n_obs]
+                    a = replay['actions'][idx]                                        # [B]
+                    r = replay['rewards'][idx]                                        # [B]
+                    s_next = replay['next_obs'][idx]                                  # [B, n_obs]
+                    d = replay['dones'][idx]                                          # [B]
                     with torch.no_grad():
                         q_next_online = q(s_next) if c.double_dqn else None           # [B, A]: Q_θ(s'), picks a' (Double DQN)
                         y = dqn_target(r, d, q_target(s_next), c.gamma, q_next_online)  # [B]
-                    q_sa = q(s).gather(1, a[:, None]).squeeze(1)                       # [B]: Q_θ(s, a)
-                    loss = F.smooth_l1_loss(q_sa, y)
+                    q_sa = q(s).gather(1, a[:, None]).squeeze(1)                      # [B]: Q_θ(s, a)
+                    loss = F.smooth_l1_loss(q_sa, y)                                  # Huber
                     opt.zero_grad(set_to_none=True)
                     loss.backward()
-                    if c.max_grad_norm: nn.utils.clip_grad_norm_(q.parameters(), c.max_grad_norm)
-                    opt.step(); sched.step(); n_updates += 1
-                    td_loss_sum += loss.detach(); q_sum += q_sa.detach().mean(); n_logged += 1
-                    if c.target_network and n_updates % c.target_update_interval == 0:   # θ⁻ ← (1-τ)θ⁻ + τθ
-                        with torch.no_grad(): torch._foreach_lerp_(list(q_target.parameters()), list(q.parameters()), c.tau)
+                    if c.max_grad_norm:
+                        nn.utils.clip_grad_norm_(q.parameters(), c.max_grad_norm)
+                    opt.step()
+                    sched.step()
+                    n_updates += 1
+                    td_loss_sum += loss.detach()                                      # summed on the device: no sync
+                    q_sum += q_sa.detach().mean()
+                    n_logged += 1
+                    if c.target_network and n_updates % c.target_update_interval == 0:
+                        with torch.no_grad():
+                            for p_target, p in zip(q_target.parameters(), q.parameters()):
+                                p_target.lerp_(p, c.tau)                              # θ⁻ ← (1-τ)θ⁻ + τθ
         if step % c.eval_every == 0 or step == c.total_steps:
             mean_return = float(greedy_returns(q, c.env_id, c.eval_episodes, c.seed + c.eval_seed_offset).mean())
             seconds = time.perf_counter() - t0
-            logged = (td_loss_sum / max(n_logged, 1)).item(), (q_sum / max(n_logged, 1)).item()   # one sync per evaluation
-            result.evals.append({'step': step, 'seconds': seconds, 'mean_return': mean_return, 'td_loss': logged[0], 'q_mean': logged[1]})
-            td_loss_sum.zero_(); q_sum.zero_(); n_logged = 0
-            if result.steps_to_solve is None and mean_return >= c.solve_return: result.steps_to_solve, result.seconds_to_solve = step, seconds
+            td_loss, q_mean = (torch.stack([td_loss_sum, q_sum]) / max(n_logged, 1)).tolist()   # one sync per evaluation
+            result.history.append({'step': step, 'seconds': seconds, 'mean_return': mean_return, 'td_loss': td_loss, 'q_mean': q_mean,
+                                   'lr': opt.param_groups[0]['lr']})
+            td_loss_sum.zero_()
+            q_sum.zero_()
+            n_logged = 0
+            if result.steps_to_solve is None and mean_return >= c.solve_return:
+                result.steps_to_solve = step
+                result.seconds_to_solve = seconds
     env.close()
-    result.seconds, result.q_network = time.perf_counter() - t0, q.eval()
+    result.seconds = time.perf_counter() - t0
+    result.model = q.eval()
     return result
 
 # %% ../nbs/80_rl.ipynb #f40fadfa
-def check_expected_sarsa_target(expected_sarsa_target: Callable) -> bool:
+def check_expected_sarsa_target(expected_sarsa_target: Callable,  # the reader's function `(q_next [A] array, epsilon) -> float`
+                               ) -> bool:
     r"Exercise 2: check `expected_sarsa_target(q_next, epsilon)` $= \sum_{a'} \pi_\varepsilon(a' \mid s') Q(s', a')$ for the $\varepsilon$-greedy policy with random tie-breaking."
     cases = [(np.array([1.0, 3.0, 2.0]), 0.1), (np.array([0.0, 0.0, 0.0, 0.0]), 0.3), (np.array([5.0, 5.0, -1.0]), 0.2), (np.array([2.0, -4.0]), 1.0), (np.array([2.0, -4.0]), 0.0)]
     for q_next, eps in cases:

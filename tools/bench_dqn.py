@@ -23,7 +23,7 @@ def run_ours(seed: int) -> dict:
     from fm_course.rl import DQNConfig, train_dqn
     res = train_dqn(DQNConfig(seed=seed, total_steps=TOTAL_STEPS, eval_every=EVAL_EVERY, eval_episodes=EVAL_EPISODES,
                               eval_seed_offset=EVAL_OFFSET, solve_return=SOLVE, device='cpu'))
-    return dict(evals=[{k: e[k] for k in ('step', 'seconds', 'mean_return')} for e in res.evals],
+    return dict(evals=[{k: e[k] for k in ('step', 'seconds', 'mean_return')} for e in res.history],
                 steps_to_solve=res.steps_to_solve, seconds_to_solve=res.seconds_to_solve, seconds=res.seconds)
 
 def run_sb3(seed: int) -> dict:
