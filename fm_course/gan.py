@@ -4,51 +4,62 @@
 
 # %% ../nbs/60_gan.ipynb #05cccab3
 from __future__ import annotations
+import contextlib
 import math
 from collections.abc import Callable
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .core import get_device, seed_everything
-from .train import autocast
+from .core import check_arg, get_device, seed_everything
+from .train import History, autocast
 
 # %% auto #0
 __all__ = ['GAN_LOSSES', 'gan_value', 'discriminator_loss', 'generator_loss', 'optimal_discriminator', 'jensen_shannon',
-           'gradient_penalty', 'train_gan', 'mlp_generator', 'mlp_discriminator', 'DCGenerator', 'DCDiscriminator',
-           'ring_modes', 'sample_ring', 'ring_quality', 'frechet_distance', 'check_d_star']
+           'gradient_penalty', 'wgan_critic_loss', 'wgan_generator_loss', 'GANHistory', 'train_gan', 'mlp_generator',
+           'mlp_discriminator', 'DCGenerator', 'DCDiscriminator', 'ring_modes', 'sample_ring', 'ring_quality',
+           'frechet_distance', 'check_d_star']
 
 # %% ../nbs/60_gan.ipynb #74cefc6d
-def _check_logits(**kw):
-    for name, t in kw.items():
-        if not isinstance(t, torch.Tensor): raise TypeError(f"{name} must be a torch.Tensor, got {type(t).__name__}")
-        if t.numel() == 0: raise ValueError(f"{name} is empty")
+def _nonempty_tensor(name: str, t):
+    check_arg(name, t, torch.Tensor)
+    if t.numel() == 0: raise ValueError(f"{name} is empty")
+    return t
 
-def gan_value(real_logits: torch.Tensor, fake_logits: torch.Tensor) -> torch.Tensor:
+def gan_value(real_logits: torch.Tensor,  # discriminator logits $\ell(x)$ on real samples, any shape
+              fake_logits: torch.Tensor,  # discriminator logits $\ell(G(z))$ on generated samples, any shape
+             ) -> torch.Tensor:
     r"Batch estimate of $V(D,G) = \mathbb{E}[\log D(x)] + \mathbb{E}[\log(1 - D(G(z)))]$ from logits, $D = \sigma(\ell)$, via log-sigmoid."
-    _check_logits(real_logits=real_logits, fake_logits=fake_logits)
+    _nonempty_tensor('real_logits', real_logits); _nonempty_tensor('fake_logits', fake_logits)
     return F.logsigmoid(real_logits).mean() + F.logsigmoid(-fake_logits).mean()
 
-def discriminator_loss(real_logits: torch.Tensor, fake_logits: torch.Tensor) -> torch.Tensor:
+def discriminator_loss(real_logits: torch.Tensor,  # discriminator logits on real samples
+                       fake_logits: torch.Tensor,  # discriminator logits on generated samples
+                      ) -> torch.Tensor:
     r"The discriminator maximises $V$: it minimises $-V = \mathbb{E}[\mathrm{softplus}(-\ell(x))] + \mathbb{E}[\mathrm{softplus}(\ell(G(z)))]$ (binary cross-entropy: real = 1, fake = 0)."
     return -gan_value(real_logits, fake_logits)
 
-def generator_loss(fake_logits: torch.Tensor, non_saturating: bool = True) -> torch.Tensor:
+def generator_loss(fake_logits: torch.Tensor,  # discriminator logits $\ell(G(z))$ on generated samples
+                   non_saturating: bool = True,  # True: $-\mathbb{E}[\log D(G(z))]$; False: the saturating minimax loss
+                  ) -> torch.Tensor:
     r"""Non-saturating (default): $-\mathbb{E}[\log D(G(z))]$. Saturating, the minimax original: $\mathbb{E}[\log(1 - D(G(z)))]$."""
-    _check_logits(fake_logits=fake_logits)
-    if not isinstance(non_saturating, bool): raise TypeError(f"non_saturating must be a bool, got {type(non_saturating).__name__}")
+    _nonempty_tensor('fake_logits', fake_logits)
+    check_arg('non_saturating', non_saturating, bool)
     return -F.logsigmoid(fake_logits).mean() if non_saturating else F.logsigmoid(-fake_logits).mean()
 
 # %% ../nbs/60_gan.ipynb #c997071f
-def _as_density(name, p):
-    if not isinstance(p, (torch.Tensor, np.ndarray)): raise TypeError(f"{name} must be a torch.Tensor or numpy array, got {type(p).__name__}")
+def _as_density(name: str, p):
+    check_arg(name, p, (torch.Tensor, np.ndarray))
     p = torch.as_tensor(p, dtype=torch.float64) if isinstance(p, np.ndarray) else p
     if (p < 0).any() or not torch.isfinite(p).all(): raise ValueError(f"{name} must hold finite values >= 0 (densities or probabilities)")
     return p
 
-def optimal_discriminator(p_data, p_g) -> torch.Tensor:
+def optimal_discriminator(p_data: torch.Tensor | np.ndarray,  # $p_{\text{data}}(x)$ at some points (densities or probabilities)
+                          p_g: torch.Tensor | np.ndarray,  # $p_g(x)$ at the same points, same shape
+                         ) -> torch.Tensor:
     r"Proposition 1, elementwise: $D^*(x) = p_{\text{data}}(x) / (p_{\text{data}}(x) + p_g(x))$; $\tfrac12$ where both are 0."
     p_data, p_g = _as_density('p_data', p_data), _as_density('p_g', p_g)
     if p_data.shape != p_g.shape: raise ValueError(f"p_data and p_g must have the same shape, got {tuple(p_data.shape)} and {tuple(p_g.shape)}")
@@ -56,7 +67,9 @@ def optimal_discriminator(p_data, p_g) -> torch.Tensor:
     return torch.where(s > 0, p_data / torch.where(s > 0, s, torch.ones_like(s)), torch.full_like(s, 0.5))
 
 # %% ../nbs/60_gan.ipynb #b117b065
-def jensen_shannon(p, q) -> torch.Tensor:
+def jensen_shannon(p: torch.Tensor | np.ndarray,  # discrete distribution(s), summing to 1 over the last dimension
+                   q: torch.Tensor | np.ndarray,  # as `p`, same shape
+                  ) -> torch.Tensor:
     r"$\mathrm{JSD}(p\,\|\,q) = \tfrac12\mathrm{KL}(p\,\|\,m) + \tfrac12\mathrm{KL}(q\,\|\,m)$, $m = \tfrac12(p+q)$, natural log, over the last dimension of discrete distributions ($0\log 0 = 0$)."
     p, q = _as_density('p', p), _as_density('q', q)
     if p.shape != q.shape: raise ValueError(f"p and q must have the same shape, got {tuple(p.shape)} and {tuple(q.shape)}")
@@ -67,31 +80,90 @@ def jensen_shannon(p, q) -> torch.Tensor:
     return (kl(p) + kl(q)) / 2
 
 # %% ../nbs/60_gan.ipynb #2aa9720b
-def gradient_penalty(critic: nn.Module, real: torch.Tensor, fake: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
-    r"WGAN-GP: $\mathbb{E}_{\hat x}[(\|\nabla_{\hat x} f(\hat x)\|_2 - 1)^2]$ on $\hat x = \epsilon x + (1-\epsilon)\tilde x$, $\epsilon \sim U[0,1]$ per sample; differentiable (create_graph)."
-    if not callable(critic): raise TypeError(f"critic must be callable (an nn.Module), got {type(critic).__name__}")
-    _check_logits(real=real, fake=fake)
+def _autocast_off(device: torch.device):
+    "A context that turns autocast off on `device` (a no-op where autocast does not exist)."
+    try: return torch.autocast(device.type, enabled=False)
+    except RuntimeError: return contextlib.nullcontext()
+
+def gradient_penalty(critic: Callable[[torch.Tensor], torch.Tensor],  # the critic $f$ (an `nn.Module`): samples → scores
+                     real: torch.Tensor,  # real samples $x$, [B, ...]
+                     fake: torch.Tensor,  # generated samples $\tilde x$, same shape as `real`
+                     generator: torch.Generator | None = None,  # CPU generator for $\epsilon$; None: the global RNG on `real`'s device
+                    ) -> torch.Tensor:
+    r"""WGAN-GP: $\mathbb{E}_{\hat x}[(\|\nabla_{\hat x} f(\hat x)\|_2 - 1)^2]$ on $\hat x = \epsilon x + (1-\epsilon)\tilde x$, $\epsilon \sim U[0,1]$ per sample;
+    differentiable (create_graph). Computed in float32 (float64 inputs stay float64) with autocast off, even inside an autocast
+    block: a bf16 double backward is too coarse for a penalty that is 0 at the optimum."""
+    check_arg('critic', critic, Callable)
+    _nonempty_tensor('real', real); _nonempty_tensor('fake', fake)
     if real.shape != fake.shape: raise ValueError(f"real and fake must have the same shape, got {tuple(real.shape)} and {tuple(fake.shape)}")
-    eps = torch.rand((real.shape[0],) + (1,) * (real.ndim - 1), generator=generator, device='cpu' if generator is not None else real.device).to(real)
-    x_hat = (eps * real.detach() + (1 - eps) * fake.detach()).requires_grad_(True)
-    out = critic(x_hat)
-    (grad,) = torch.autograd.grad(out.sum(), x_hat, create_graph=True)
-    return ((grad.flatten(1).norm(dim=1) - 1) ** 2).mean()
+    dtype = torch.promote_types(real.dtype, torch.float32)
+    eps = torch.rand((real.shape[0],) + (1,) * (real.ndim - 1), generator=generator, device='cpu' if generator is not None else real.device)
+    eps = eps.to(real.device, dtype)
+    x_hat = (eps * real.detach().to(dtype) + (1 - eps) * fake.detach().to(dtype)).requires_grad_(True)
+    with _autocast_off(x_hat.device):
+        out = critic(x_hat).to(dtype)
+        (grad,) = torch.autograd.grad(out.sum(), x_hat, create_graph=True)
+        return ((grad.flatten(1).norm(dim=1) - 1) ** 2).mean()
+
+def wgan_critic_loss(real_scores: torch.Tensor,  # critic scores $f(x)$ on real samples
+                     fake_scores: torch.Tensor,  # critic scores $f(\tilde x)$ on generated samples
+                     penalty: torch.Tensor | None = None,  # the gradient penalty from `gradient_penalty`; None: the plain WGAN critic loss
+                     gp_weight: float = 10.0,  # $\lambda \ge 0$, the penalty's weight
+                    ) -> torch.Tensor:
+    r"""Gulrajani et al. (2017): $L_{\text{critic}} = \mathbb{E}[f(\tilde x)] - \mathbb{E}[f(x)] + \lambda\,\mathrm{GP}$,
+    in float32 (or float64); without `penalty`, the WGAN critic loss $\mathbb{E}[f(\tilde x)] - \mathbb{E}[f(x)]$, whose negative estimates $W$."""
+    _nonempty_tensor('real_scores', real_scores); _nonempty_tensor('fake_scores', fake_scores)
+    check_arg('penalty', penalty, torch.Tensor, optional=True)
+    check_arg('gp_weight', gp_weight, float, lo=0)
+    dtype = torch.promote_types(real_scores.dtype, torch.float32)
+    loss = fake_scores.to(dtype).mean() - real_scores.to(dtype).mean()
+    return loss if penalty is None else loss + gp_weight * penalty
+
+def wgan_generator_loss(fake_scores: torch.Tensor,  # critic scores $f(G(z))$ on generated samples
+                       ) -> torch.Tensor:
+    r"Gulrajani et al. (2017): $L_G = -\mathbb{E}[f(G(z))]$, in float32 (or float64)."
+    _nonempty_tensor('fake_scores', fake_scores)
+    return -fake_scores.to(torch.promote_types(fake_scores.dtype, torch.float32)).mean()
 
 # %% ../nbs/60_gan.ipynb #52b4abd8
 GAN_LOSSES = ('saturating', 'non-saturating', 'wgan-gp')
 
-def train_gan(G: nn.Module, D: nn.Module, sample_real: Callable[[int], torch.Tensor], *, loss: str = 'non-saturating',
-              steps: int, k: int = 1, batch_size: int = 128, z_dim: int, lr: float = 2e-4, betas=(0.5, 0.999),
-              gp_weight: float = 10.0, device=None, seed: int = 0, snapshot_every: int | None = None,
-              snapshot_z: torch.Tensor | None = None) -> dict:
-    """Train `G` (noise [B, z_dim] → samples) against `D` (samples → logits [B] or [B, 1]) for `steps` generator steps,
-    each after `k` discriminator steps on fresh batches from `sample_real(batch_size)`. `loss` is 'saturating' (minimax),
-    'non-saturating' or 'wgan-gp' (then D is a critic). Returns per-step losses and, every `snapshot_every` steps,
-    `G(snapshot_z)` on the CPU."""
+@dataclass
+class GANHistory(History):
+    "A `History` with one row per generator step (`step`, `d_loss`, `g_loss`) and the generator's snapshots."
+    snapshots: list = field(default_factory=list)  # `(step, G(snapshot_z))` pairs, samples on the CPU
+    def __getitem__(self, key):
+        if key == 'snapshots': return self.snapshots      # the dict-style access of earlier versions
+        return super().__getitem__(key)
+
+def train_gan(G: nn.Module,  # generator: noise [B, z_dim] → samples
+              D: nn.Module,  # discriminator (critic for 'wgan-gp'): samples → logits [B] or [B, 1]
+              sample_real: Callable[[int], torch.Tensor],  # `sample_real(batch_size)` → a batch of real samples
+              *,
+              loss: str = 'non-saturating',  # one of `GAN_LOSSES`: 'saturating' (minimax), 'non-saturating' or 'wgan-gp'
+              steps: int,  # generator steps
+              k: int = 1,  # discriminator steps per generator step (WGAN-GP: $n_{\text{critic}} = 5$)
+              batch_size: int = 128,  # samples per batch, real and generated
+              z_dim: int,  # noise dimension
+              lr: float = 2e-4,  # Adam's learning rate, for both networks
+              betas: tuple[float, float] = (0.5, 0.999),  # Adam's $(\beta_1, \beta_2)$
+              gp_weight: float = 10.0,  # $\lambda$ of the gradient penalty ('wgan-gp' only)
+              device: str | torch.device | None = None,  # where to train; None: `get_device()`
+              seed: int = 0,  # seeds the noise and initialisation (`seed_everything`)
+              snapshot_every: int | None = None,  # store `G(snapshot_z)` every this many generator steps; None: never
+              snapshot_z: torch.Tensor | None = None,  # fixed noise for the snapshots, [n, z_dim]
+             ) -> GANHistory:
+    """Algorithm 1 of Goodfellow et al.: for `steps` generator steps, `k` discriminator steps on fresh batches from
+    `sample_real(batch_size)`, then one generator step. Losses: `discriminator_loss`/`generator_loss`, or
+    `wgan_critic_loss` (with `gradient_penalty`)/`wgan_generator_loss`. Returns a `GANHistory`: one row of losses
+    per generator step and, every `snapshot_every` steps, `G(snapshot_z)` on the CPU."""
+    check_arg('G', G, nn.Module); check_arg('D', D, nn.Module); check_arg('sample_real', sample_real, Callable)
     if loss not in GAN_LOSSES: raise ValueError(f"loss must be one of {GAN_LOSSES}, got {loss!r}")
-    for name, v in (('steps', steps), ('k', k), ('batch_size', batch_size), ('z_dim', z_dim)):
-        if isinstance(v, bool) or not isinstance(v, int) or v < 1: raise ValueError(f"{name} must be a positive int, got {v!r}")
+    for name, v in (('steps', steps), ('k', k), ('batch_size', batch_size), ('z_dim', z_dim)): check_arg(name, v, int, lo=1)
+    check_arg('lr', lr, float, lo=0, lo_open=True)
+    check_arg('gp_weight', gp_weight, float, lo=0)
+    check_arg('snapshot_every', snapshot_every, int, lo=1, optional=True)
+    check_arg('snapshot_z', snapshot_z, torch.Tensor, optional=True)
     device = get_device(device)
     seed_everything(seed)
     G.to(device).train(); D.to(device).train()
@@ -105,32 +177,41 @@ def train_gan(G: nn.Module, D: nn.Module, sample_real: Callable[[int], torch.Ten
             with torch.no_grad(), autocast(device): fake = G(noise()).float()
             with autocast(device):
                 lr_, lf_ = D(real).float().flatten(), D(fake).float().flatten()
-                if loss == 'wgan-gp': d_loss = lf_.mean() - lr_.mean() + gp_weight * gradient_penalty(D, real, fake)
+                if loss == 'wgan-gp': d_loss = wgan_critic_loss(lr_, lf_, gradient_penalty(D, real, fake), gp_weight)   # penalty in float32
                 else: d_loss = discriminator_loss(lr_, lf_)
             opt_d.zero_grad(set_to_none=True); d_loss.backward(); opt_d.step()
         with autocast(device):
             lf_ = D(G(noise())).float().flatten()
-            g_loss = -lf_.mean() if loss == 'wgan-gp' else generator_loss(lf_, non_saturating=(loss == 'non-saturating'))
+            g_loss = wgan_generator_loss(lf_) if loss == 'wgan-gp' else generator_loss(lf_, non_saturating=(loss == 'non-saturating'))
         opt_g.zero_grad(set_to_none=True); g_loss.backward(); opt_g.step()
         d_hist[step], g_hist[step] = d_loss.detach(), g_loss.detach()      # on the device: no sync
         if snapshot_every and snapshot_z is not None and (step + 1) % snapshot_every == 0:
             with torch.no_grad(): snaps.append((step + 1, G.eval()(snapshot_z.to(device)).float().cpu())); G.train()
-    return dict(d_loss=d_hist.cpu(), g_loss=g_hist.cpu(), snapshots=snaps)
+    rows = [dict(step=i + 1, d_loss=d, g_loss=gl) for i, (d, gl) in enumerate(zip(d_hist.tolist(), g_hist.tolist()))]   # one sync
+    return GANHistory(rows=rows, snapshots=snaps)
 
 # %% ../nbs/60_gan.ipynb #96963f95
-def mlp_generator(z_dim: int = 2, hidden: int = 128, out_dim: int = 2) -> nn.Sequential:
+def mlp_generator(z_dim: int = 2,  # noise dimension
+                  hidden: int = 128,  # width of the three hidden layers
+                  out_dim: int = 2,  # dimension of the samples
+                 ) -> nn.Sequential:
     "Noise `[B, z_dim]` → points `[B, out_dim]`: three ReLU layers of width `hidden`."
     return nn.Sequential(nn.Linear(z_dim, hidden), nn.ReLU(), nn.Linear(hidden, hidden), nn.ReLU(),
                          nn.Linear(hidden, hidden), nn.ReLU(), nn.Linear(hidden, out_dim))
 
-def mlp_discriminator(in_dim: int = 2, hidden: int = 128) -> nn.Sequential:
+def mlp_discriminator(in_dim: int = 2,  # dimension of the samples
+                      hidden: int = 128,  # width of the three hidden layers
+                     ) -> nn.Sequential:
     "Points `[B, in_dim]` → logits `[B, 1]`: three LeakyReLU layers of width `hidden`."
     return nn.Sequential(nn.Linear(in_dim, hidden), nn.LeakyReLU(0.2), nn.Linear(hidden, hidden), nn.LeakyReLU(0.2),
                          nn.Linear(hidden, hidden), nn.LeakyReLU(0.2), nn.Linear(hidden, 1))
 
 class DCGenerator(nn.Module):
     "DCGAN-style generator: `[B, z_dim]` → `[B, 1, 28, 28]` in [-1, 1]: linear to 2w×7×7, then two stride-2 transposed convolutions."
-    def __init__(self, z_dim: int = 64, width: int = 32):
+    def __init__(self,
+                 z_dim: int = 64,  # noise dimension
+                 width: int = 32,  # channels of the 14×14 layer (twice that at 7×7)
+                ):
         super().__init__()
         self.w = width
         self.fc = nn.Sequential(nn.Linear(z_dim, 2 * width * 49, bias=False), nn.BatchNorm1d(2 * width * 49), nn.ReLU(True))
@@ -141,7 +222,9 @@ class DCGenerator(nn.Module):
 
 class DCDiscriminator(nn.Module):
     "DCGAN-style discriminator: `[B, 1, 28, 28]` → logits `[B]`: two stride-2 convolutions with LeakyReLU, then linear."
-    def __init__(self, width: int = 32):
+    def __init__(self,
+                 width: int = 32,  # channels of the 14×14 layer (twice that at 7×7)
+                ):
         super().__init__()
         self.net = nn.Sequential(
             nn.Conv2d(1, width, 4, 2, 1), nn.LeakyReLU(0.2, True),                  # [B,w,14,14]
@@ -150,29 +233,49 @@ class DCDiscriminator(nn.Module):
     def forward(self, x): return self.net(x).flatten()
 
 # %% ../nbs/60_gan.ipynb #2fd0c6de
-def ring_modes(n_modes: int = 8, radius: float = 2.0) -> torch.Tensor:
-    "Centres `[n_modes, 2]` of the ring of Gaussians."
+def ring_modes(n_modes: int = 8,  # number of Gaussians
+               radius: float = 2.0,  # radius of the circle
+              ) -> torch.Tensor:
+    "Centres `[n_modes, 2]` of the ring of Gaussians, on the CPU."
+    check_arg('n_modes', n_modes, int, lo=1)
     a = torch.arange(n_modes) * 2 * math.pi / n_modes
     return radius * torch.stack([a.cos(), a.sin()], 1)
 
-def sample_ring(n: int, std: float = 0.05, n_modes: int = 8, radius: float = 2.0, generator=None) -> torch.Tensor:
-    "`n` points from the mixture of `n_modes` Gaussians (std `std`) on a circle of radius `radius`."
+def sample_ring(n: int,  # number of points
+                std: float = 0.05,  # standard deviation of each Gaussian
+                n_modes: int = 8,  # number of Gaussians
+                radius: float = 2.0,  # radius of the circle
+                generator: torch.Generator | None = None,  # CPU random generator; None: the global one
+               ) -> torch.Tensor:
+    "`n` points `[n, 2]` (CPU) from the equal mixture of `n_modes` Gaussians (std `std`) centred on a circle of radius `radius`."
     idx = torch.randint(0, n_modes, (n,), generator=generator)
     return ring_modes(n_modes, radius)[idx] + std * torch.randn(n, 2, generator=generator)
 
-def ring_quality(samples: torch.Tensor, std: float = 0.05, n_modes: int = 8, radius: float = 2.0) -> tuple[int, float]:
+def ring_quality(samples: torch.Tensor,  # generated points `[n, 2]`, on any device
+                 std: float = 0.05,  # standard deviation of the modes: high quality = within 3·`std` of a centre
+                 n_modes: int = 8,  # number of modes
+                 radius: float = 2.0,  # radius of the ring
+                ) -> tuple[int, float]:
     "(modes covered, share of high-quality samples): high quality = within 3·`std` of a mode; covered = at least a quarter of a mode's fair share."
-    d = torch.cdist(samples.float(), ring_modes(n_modes, radius))            # [n, modes]
+    check_arg('samples', samples, torch.Tensor)
+    if samples.ndim != 2 or samples.shape[1] != 2 or len(samples) == 0:
+        raise ValueError(f"samples must be a non-empty [n, 2] tensor, got shape {tuple(samples.shape)}")
+    check_arg('std', std, float, lo=0, lo_open=True)
+    samples = samples.float()
+    d = torch.cdist(samples, ring_modes(n_modes, radius).to(samples.device))   # [n, modes], on the samples' device
     dmin, which = d.min(1)
     good = dmin < 3 * std
     counts = torch.bincount(which[good], minlength=n_modes)
     return int((counts >= 0.25 * len(samples) / n_modes).sum()), good.float().mean().item()
 
 # %% ../nbs/60_gan.ipynb #2cd5a32f
-def frechet_distance(f1: torch.Tensor, f2: torch.Tensor) -> float:
+def frechet_distance(f1: torch.Tensor,  # feature rows `[N1, d]` of one sample set, N1 >= 2, any device
+                     f2: torch.Tensor,  # feature rows `[N2, d]` of the other, N2 >= 2
+                    ) -> float:
     r"$\|\mu_1 - \mu_2\|^2 + \mathrm{tr}(\Sigma_1 + \Sigma_2 - 2(\Sigma_1\Sigma_2)^{1/2})$ between Gaussians fitted to feature rows `f1`, `f2` `[N, d]`."
     for name, f in (('f1', f1), ('f2', f2)):
-        if not isinstance(f, torch.Tensor) or f.ndim != 2 or len(f) < 2: raise ValueError(f"{name} must be a [N, d] tensor with N >= 2")
+        check_arg(name, f, torch.Tensor)
+        if f.ndim != 2 or len(f) < 2: raise ValueError(f"{name} must be a [N, d] tensor with N >= 2, got shape {tuple(f.shape)}")
     if f1.shape[1] != f2.shape[1]: raise ValueError(f"f1 and f2 must have the same feature dimension, got {f1.shape[1]} and {f2.shape[1]}")
     f1, f2 = f1.double().cpu(), f2.double().cpu()
     mu1, mu2 = f1.mean(0), f2.mean(0)
@@ -182,7 +285,8 @@ def frechet_distance(f1: torch.Tensor, f2: torch.Tensor) -> float:
     return ((mu1 - mu2) ** 2).sum().item() + (s1.trace() + s2.trace() - 2 * ev.sqrt().sum()).item()
 
 # %% ../nbs/60_gan.ipynb #5339c457
-def check_d_star(d_star: Callable) -> bool:
+def check_d_star(d_star: Callable,  # your `d_star(a, b)`: the maximiser on (0, 1) of $a\log y + b\log(1-y)$, for tensors a, b
+                ) -> bool:
     "Exercise 3: check `d_star(a, b)` against the maximiser of `a log y + b log(1 - y)` found by grid search."
     ys = torch.linspace(1e-4, 1 - 1e-4, 100_001, dtype=torch.float64)
     for a, b in [(1.0, 1.0), (0.3, 0.7), (2.0, 0.5), (1e-3, 5.0)]:

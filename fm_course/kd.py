@@ -4,41 +4,47 @@
 
 # %% ../nbs/40_distillation.ipynb #ce179539
 from __future__ import annotations
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
+from contextlib import contextmanager
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .core import get_device, n_params, seed_everything, Timer
-from .train import TensorLoader, accuracy, autocast, evaluate, fit
+from .core import check_arg, get_device, seed_everything
+from .train import History, TensorLoader, accuracy, autocast, fit
 
 # %% auto #0
 __all__ = ['softmax_t', 'kd_loss', 'teacher_logits', 'distill', 'check_logit_matching']
 
 # %% ../nbs/40_distillation.ipynb #09c600eb
-def _check_T(T):
-    if isinstance(T, bool) or not isinstance(T, (int, float)) or not T > 0: raise ValueError(f"T must be a number > 0, got {T!r}")
-
-def softmax_t(logits: torch.Tensor, T: float) -> torch.Tensor:
+def softmax_t(logits: torch.Tensor,  # logits $z$, classes on the last dimension
+              T: float,  # temperature $T > 0$; 1 is the ordinary softmax
+             ) -> torch.Tensor:
     r"Softmax at temperature $T$ over the last dimension: $q_i = \exp(z_i/T) / \sum_j \exp(z_j/T)$."
-    if not isinstance(logits, torch.Tensor): raise TypeError(f"logits must be a torch.Tensor, got {type(logits).__name__}")
-    _check_T(T)
+    check_arg('logits', logits, torch.Tensor)
+    check_arg('T', T, float, lo=0, lo_open=True)
     return torch.softmax(logits / T, dim=-1)
 
 # %% ../nbs/40_distillation.ipynb #dc1e2cab
-def kd_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, labels: torch.Tensor | None = None, *,
-            T: float = 4.0, alpha: float = 0.9) -> torch.Tensor:
+def kd_loss(student_logits: torch.Tensor,  # the student's logits $z$, [N, K]
+            teacher_logits: torch.Tensor,  # the teacher's logits $v$, [N, K]; detached: no gradient reaches the teacher
+            labels: torch.Tensor | None = None,  # true classes $y$, [N]; None: the soft term $T^2\,\mathrm{KL}$ alone
+            *,
+            T: float = 4.0,  # temperature $T > 0$ of both softened distributions
+            alpha: float = 0.9,  # weight $\alpha \in [0, 1]$ of the soft term; the hard term gets $1 - \alpha$
+           ) -> torch.Tensor:
     r"""Hinton et al. (2015): $L = \alpha T^2\,\mathrm{KL}(\mathrm{softmax}(v/T)\,\|\,\mathrm{softmax}(z/T)) + (1-\alpha)\,\mathrm{CE}(y, \mathrm{softmax}(z))$,
     batch mean, with student logits $z$ and teacher logits $v$ (detached). With `labels=None`, only $T^2\,\mathrm{KL}$."""
-    for name, t in (('student_logits', student_logits), ('teacher_logits', teacher_logits)):
-        if not isinstance(t, torch.Tensor): raise TypeError(f"{name} must be a torch.Tensor, got {type(t).__name__}")
+    check_arg('student_logits', student_logits, torch.Tensor)
+    check_arg('teacher_logits', teacher_logits, torch.Tensor)
     if student_logits.ndim != 2 or student_logits.shape != teacher_logits.shape:
         raise ValueError(f"student_logits and teacher_logits must both be [N, K] with the same shape, got {tuple(student_logits.shape)} and {tuple(teacher_logits.shape)}")
-    _check_T(T)
-    if isinstance(alpha, bool) or not isinstance(alpha, (int, float)) or not 0 <= alpha <= 1: raise ValueError(f"alpha must be in [0, 1], got {alpha!r}")
-    if labels is not None and (not isinstance(labels, torch.Tensor) or labels.shape != student_logits.shape[:1]):
-        raise ValueError(f"labels must be a tensor of shape [{student_logits.shape[0]}], got {getattr(labels, 'shape', type(labels).__name__)}")
+    check_arg('T', T, float, lo=0, lo_open=True)
+    check_arg('alpha', alpha, float, lo=0, hi=1)
+    check_arg('labels', labels, torch.Tensor, optional=True)
+    if labels is not None and labels.shape != student_logits.shape[:1]:
+        raise ValueError(f"labels must be a tensor of shape [{student_logits.shape[0]}], got {tuple(labels.shape)}")
     dtype = torch.promote_types(student_logits.dtype, torch.float32)          # bf16/fp16 logits -> float32; float64 stays
     z, v = student_logits.to(dtype), teacher_logits.detach().to(dtype)
     soft = F.kl_div(F.log_softmax(z / T, dim=-1), F.log_softmax(v / T, dim=-1), log_target=True, reduction='batchmean') * T**2
@@ -57,41 +63,82 @@ class _TeacherLabelled:
             with autocast(self.device): v = self.teacher(xb).float()
             yield xb, yb, v
 
+@contextmanager
+def _frozen_eval(model: nn.Module):
+    "`model` in eval mode with `requires_grad=False` inside the block; its flags and every submodule's mode restored after."
+    flags, modes = [p.requires_grad for p in model.parameters()], [m.training for m in model.modules()]
+    model.eval().requires_grad_(False)
+    try: yield model
+    finally:
+        for p, f in zip(model.parameters(), flags): p.requires_grad_(f)
+        for m, t in zip(model.modules(), modes): m.training = t
+
 @torch.no_grad()
-def teacher_logits(teacher: nn.Module, x: torch.Tensor, tfm: Callable | None = None, batch_size: int = 1000, device=None) -> torch.Tensor:
+def teacher_logits(teacher: nn.Module,  # the network whose logits to compute, already on `device`; its train/eval modes are restored on return
+                   x: torch.Tensor,  # inputs, [N, ...], on any device
+                   tfm: Callable | None = None,  # batch transform applied before the teacher (e.g. normalisation); None: none
+                   batch_size: int = 1000,  # rows per forward pass
+                   device: str | torch.device | None = None,  # where the teacher runs; None: `get_device()`
+                  ) -> torch.Tensor:
     "The teacher's float32 logits for every row of `x` (after `tfm`), in eval mode, on `x`'s device."
+    check_arg('teacher', teacher, nn.Module)
+    check_arg('x', x, torch.Tensor)
     device = get_device(device)
-    teacher.eval()
     outs = []
-    for (xb,) in TensorLoader(x, batch_size=batch_size, tfm=tfm):
-        with autocast(device): outs.append(teacher(xb.to(device)).float())
+    with _frozen_eval(teacher):
+        for (xb,) in TensorLoader(x, batch_size=batch_size, tfm=tfm):
+            with autocast(device): outs.append(teacher(xb.to(device)).float())
     return torch.cat(outs).to(x.device)
 
-def distill(student: nn.Module, teacher: nn.Module, x: torch.Tensor, y: torch.Tensor, *, T: float = 4.0, alpha: float = 0.9,
-            epochs: int, lr: float = 3e-3, weight_decay: float = 1e-4, batch_size: int = 64, prep: Callable | None = None,
-            augment: Callable | None = None, valid_dl=None, seed: int = 0, device=None, progress: bool = False):
-    """Train `student` on `(x, y)` with `kd_loss(student(x'), teacher(x'), y, T, alpha)` by AdamW with a one-cycle schedule,
-    where x' = `prep(x)`, or `augment(x)` drawn afresh each batch. Returns `fit`'s history (validation by cross-entropy)."""
-    if not isinstance(teacher, nn.Module): raise TypeError(f"teacher must be a torch.nn.Module, got {type(teacher).__name__}")
-    _check_T(T)
-    if not 0 <= alpha <= 1: raise ValueError(f"alpha must be in [0, 1], got {alpha!r}")
+def distill(student: nn.Module,  # the network to train; moved to `device`
+            teacher: nn.Module,  # the fixed teacher; moved to `device`, frozen in eval mode while training, its `requires_grad` flags and modes restored on return
+            x: torch.Tensor,  # training inputs (the transfer set), [N, ...]
+            y: torch.Tensor,  # their true classes, [N]
+            *,
+            T: float = 4.0,  # temperature of the default loss `kd_loss`; unused when `loss_fn` is given
+            alpha: float = 0.9,  # weight of the soft term in the default loss `kd_loss`; unused when `loss_fn` is given
+            epochs: int,  # passes over `(x, y)`
+            lr: float = 3e-3,  # peak learning rate of the one-cycle schedule
+            weight_decay: float = 1e-4,  # AdamW's decoupled weight decay
+            batch_size: int = 64,  # examples per step; each epoch drops its last incomplete batch
+            prep: Callable | None = None,  # deterministic batch transform for student and teacher (e.g. normalisation): the teacher's logits are computed once
+            augment: Callable | None = None,  # random batch transform drawn afresh each batch, *instead of* `prep` (so it must do `prep`'s work too); the teacher labels every batch
+            loss_fn: Callable | None = None,  # `loss_fn(student_logits, teacher_logits, labels)` → scalar; None: `kd_loss(z, v, y, T=T, alpha=alpha)`
+            valid_dl: Iterable | None = None,  # batches `(x, y)` scored after each epoch by cross-entropy and accuracy; None: no validation
+            seed: int = 0,  # seeds the shuffling and everything else (`seed_everything`)
+            device: str | torch.device | None = None,  # where to train; None: `get_device()`
+            progress: bool = False,  # show fastprogress bars
+           ) -> History:
+    r"""Train `student` on `(x, y)` by AdamW with a one-cycle schedule to minimise `loss_fn(student(x'), teacher(x'), y)`,
+    by default Hinton et al.'s $\alpha T^2\,\mathrm{KL}(\mathrm{softmax}(v/T)\,\|\,\mathrm{softmax}(z/T)) + (1-\alpha)\,\mathrm{CE}(y, \mathrm{softmax}(z))$,
+    where x' = `prep(x)`, or `augment(x)` drawn afresh each batch. Returns `fit`'s `History` (validation by cross-entropy)."""
+    check_arg('student', student, nn.Module)
+    check_arg('teacher', teacher, nn.Module)
+    check_arg('T', T, float, lo=0, lo_open=True)
+    check_arg('alpha', alpha, float, lo=0, hi=1)
+    check_arg('batch_size', batch_size, int, lo=1)
+    check_arg('loss_fn', loss_fn, Callable, optional=True)
+    if prep is not None and augment is not None:
+        raise ValueError("prep and augment are alternatives: augment replaces prep and must do its work too "
+                         "(e.g. augment=mnist_batch_tfm(True) instead of prep=mnist_batch_tfm(False)), got both")
+    if loss_fn is None: loss_fn = lambda z, v, yb: kd_loss(z, v, yb, T=T, alpha=alpha)
     device = get_device(device)
     g = seed_everything(seed)
-    teacher.to(device).eval()
-    for prm in teacher.parameters(): prm.requires_grad_(False)
     x, y = x.to(device), y.to(device)
-    if augment is None:
-        v = teacher_logits(teacher, x, prep, device=device)                                   # once: [N, K]
-        train_dl = TensorLoader(x, y, v, batch_size=batch_size, shuffle=True, drop_last=True, generator=g, tfm=prep)
-    else:
-        train_dl = _TeacherLabelled(TensorLoader(x, y, batch_size=batch_size, shuffle=True, drop_last=True, generator=g, tfm=augment), teacher, device)
-    opt = torch.optim.AdamW(student.parameters(), lr=lr, weight_decay=weight_decay)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=epochs * len(train_dl))
-    return fit(student, train_dl, loss_fn=lambda z, yb, vb: kd_loss(z, vb, yb, T=T, alpha=alpha), opt=opt, sched=sched,
-               epochs=epochs, valid_dl=valid_dl, valid_loss_fn=F.cross_entropy, metrics={'acc': accuracy}, device=device, progress=progress)
+    with _frozen_eval(teacher.to(device)):
+        if augment is None:
+            v = teacher_logits(teacher, x, prep, device=device)                                   # once: [N, K]
+            train_dl = TensorLoader(x, y, v, batch_size=batch_size, shuffle=True, drop_last=True, generator=g, tfm=prep)
+        else:
+            train_dl = _TeacherLabelled(TensorLoader(x, y, batch_size=batch_size, shuffle=True, drop_last=True, generator=g, tfm=augment), teacher, device)
+        opt = torch.optim.AdamW(student.parameters(), lr=lr, weight_decay=weight_decay)
+        sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=epochs * len(train_dl))
+        return fit(student, train_dl, loss_fn=lambda z, yb, vb: loss_fn(z, vb, yb), opt=opt, sched=sched, epochs=epochs,
+                   valid_dl=valid_dl, valid_loss_fn=F.cross_entropy, metrics={'acc': accuracy}, device=device, progress=progress)
 
 # %% ../nbs/40_distillation.ipynb #feaaed83
-def check_logit_matching(logit_matching_loss: Callable) -> bool:
+def check_logit_matching(logit_matching_loss: Callable,  # your `logit_matching_loss(z, v)`: student logits z, teacher logits v [N, K] → scalar
+                        ) -> bool:
     "Exercise 3: check `logit_matching_loss(z, v)` = mean over examples of $\\frac{1}{2K}\\sum_i (\\bar z_i - \\bar v_i)^2$ with row-centred logits, and that its gradient matches `kd_loss` at a very high temperature."
     gen = torch.Generator().manual_seed(0)
     z = torch.randn(8, 10, generator=gen, dtype=torch.float64, requires_grad=True)

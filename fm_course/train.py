@@ -104,16 +104,21 @@ class History:
              axs=None,  # one or two matplotlib axes; None: a new figure
              title: str = '',  # title of the loss plot
             ):
-        "Losses on the left, metrics on the right, against epochs."
+        "Losses on the left, metrics on the right, against epochs (or steps, for trainers that log by step)."
         import matplotlib.pyplot as plt
-        metrics = [k for k in self.columns if k not in ('epoch', 'train_loss', 'valid_loss', 'seconds')]
+        x_name = next((k for k in ('epoch', 'step') if k in self.columns), None)   # epochs for `fit`, steps for step-logged trainers
+        metrics = [k for k in self.columns if k not in ('epoch', 'step', 'train_loss', 'valid_loss', 'seconds')]
         if axs is None: _, axs = plt.subplots(1, 1 + bool(metrics), figsize=(5 + 4*bool(metrics), 3.2), squeeze=False); axs = axs[0]
-        ep = self['epoch']
+        rows = self.rows
         for k in ('train_loss', 'valid_loss'):
-            if self[k]: axs[0].plot(ep, self[k], marker='.', label=k)
-        axs[0].set_xlabel('epoch'); axs[0].set_ylabel('loss'); axs[0].legend(); axs[0].set_title(title)
-        for k in metrics: axs[1].plot(ep, self[k], marker='.', label=k)
-        if metrics: axs[1].set_xlabel('epoch'); axs[1].legend()
+            pts = [(r[x_name] if x_name else i, r[k]) for i, r in enumerate(rows) if k in r]
+            if pts: axs[0].plot(*zip(*pts), marker='.', label=k)
+        axs[0].set_xlabel(x_name or 'row'); axs[0].set_ylabel('loss'); axs[0].set_title(title)
+        if axs[0].lines: axs[0].legend()
+        for k in metrics:
+            pts = [(r[x_name] if x_name else i, r[k]) for i, r in enumerate(rows) if k in r]
+            axs[1].plot(*zip(*pts), marker='.', label=k)
+        if metrics: axs[1].set_xlabel(x_name or 'row'); axs[1].legend()
         return axs
 
 # %% ../nbs/02_train.ipynb #55ef9511

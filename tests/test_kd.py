@@ -1,27 +1,30 @@
+import copy
+
 import pytest
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from fm_course.kd import check_logit_matching, distill, kd_loss, softmax_t, teacher_logits
-from fm_course.train import TensorLoader
+from fm_course.train import History, TensorLoader
 
 
-@pytest.mark.parametrize('T', [0, -1.0, float('nan'), '4', True])
-def test_temperature_must_be_positive_number(T):
-    with pytest.raises(ValueError, match='T must be a number > 0'): softmax_t(torch.zeros(2, 3), T)
-    with pytest.raises(ValueError, match='T must be a number > 0'): kd_loss(torch.zeros(2, 3), torch.zeros(2, 3), T=T)
+@pytest.mark.parametrize('T, err', [(0, ValueError), (float('nan'), ValueError), ('4', TypeError), (True, TypeError), (None, TypeError)])
+def test_temperature_must_be_positive_number(T, err):
+    with pytest.raises(err, match='T must be'): softmax_t(torch.zeros(2, 3), T)
+    with pytest.raises(err, match='T must be'): kd_loss(torch.zeros(2, 3), torch.zeros(2, 3), T=T)
 
 
 def test_kd_loss_bad_inputs():
     z = torch.zeros(4, 3)
-    with pytest.raises(TypeError, match='logits must be a torch.Tensor'): softmax_t([1.0, 2.0], 1.0)
-    with pytest.raises(TypeError, match='teacher_logits must be a torch.Tensor'): kd_loss(z, [[0.0] * 3] * 4)
-    with pytest.raises(ValueError, match='same shape'): kd_loss(z, torch.zeros(4, 5))
-    with pytest.raises(ValueError, match=r'\[N, K\]'): kd_loss(torch.zeros(3), torch.zeros(3))
-    for a in (-0.1, 1.1, True, None):
-        with pytest.raises(ValueError, match='alpha must be in'): kd_loss(z, z, torch.zeros(4).long(), alpha=a)
-    with pytest.raises(ValueError, match=r'labels must be a tensor of shape \[4\]'): kd_loss(z, z, torch.zeros(3).long())
+    with pytest.raises(TypeError, match='logits'): softmax_t([1.0, 2.0], 1.0)
+    with pytest.raises(TypeError, match='student_logits'): kd_loss([[0.0] * 3] * 4, z)
+    with pytest.raises(TypeError, match='teacher_logits'): kd_loss(z, [[0.0] * 3] * 4)
+    with pytest.raises(ValueError, match=r'student_logits and teacher_logits must both be \[N, K\]'): kd_loss(torch.zeros(3), torch.zeros(3))
+    for a, err in ((-0.1, ValueError), (True, TypeError), (None, TypeError)):
+        with pytest.raises(err, match='alpha'): kd_loss(z, z, torch.zeros(4).long(), alpha=a)
+    with pytest.raises(TypeError, match='labels'): kd_loss(z, z, [0, 1, 2, 0])
+    with pytest.raises(ValueError, match=r'labels must be a tensor of shape \[4\]'): kd_loss(z, z, torch.zeros(4, 1).long())
 
 
 def test_kd_loss_limits_and_teacher_detached():
@@ -59,16 +62,56 @@ def test_distill_learns_from_teacher_alone():
     with torch.no_grad(): teacher.weight.copy_(torch.tensor([[4.0, 0.0], [-4.0, 0.0]])); teacher.bias.zero_()
     wrong_labels = torch.zeros(512, dtype=torch.long)
     student = nn.Linear(2, 2)
-    distill(student, teacher, x, wrong_labels, T=2.0, alpha=1.0, epochs=5, lr=0.05, batch_size=32)
+    distill(student, teacher, x, wrong_labels, T=2.0, alpha=1.0, epochs=5, lr=0.05, batch_size=32, device='cpu')
     agree = (student(x).argmax(1) == teacher(x).argmax(1)).float().mean()
     assert agree > 0.95
-    assert torch.equal(teacher_logits(teacher, x), teacher(x).detach())
+    assert torch.equal(teacher_logits(teacher, x, device='cpu'), teacher(x).detach())
 
 
-def test_distill_with_augmentation_labels_each_batch():
-    x = torch.randn(64, 3); y = torch.randint(0, 2, (64,))
-    teacher, student = nn.Linear(3, 2), nn.Linear(3, 2)
-    h = distill(student, teacher, x, y, epochs=2, augment=lambda t: t + 0.01 * torch.randn_like(t), batch_size=16,
-                valid_dl=TensorLoader(x, y, batch_size=64))
-    assert len(h) == 2 and 'valid_acc' in h.last
+def test_distill_bad_args():
+    x, y = torch.randn(64, 3), torch.randint(0, 2, (64,))
+    student = nn.Linear(3, 2)
     with pytest.raises(TypeError, match='teacher'): distill(student, 'teacher', x, y, epochs=1)
+    with pytest.raises(TypeError, match='student'): distill(lambda t: t, nn.Linear(3, 2), x, y, epochs=1)
+    with pytest.raises(TypeError, match='loss_fn'): distill(student, nn.Linear(3, 2), x, y, epochs=1, loss_fn='kl')
+    with pytest.raises(ValueError, match='batch_size'): distill(student, nn.Linear(3, 2), x, y, epochs=1, batch_size=0)
+    with pytest.raises(ValueError, match='alpha'): distill(student, nn.Linear(3, 2), x, y, epochs=1, alpha=2.0)
+    with pytest.raises(ValueError, match='prep and augment'):       # augment replaces prep: both given is an error, not a silent choice
+        distill(student, nn.Linear(3, 2), x, y, epochs=1, prep=lambda t: t, augment=lambda t: t)
+
+
+def _teacher_with_mixed_state():
+    teacher = nn.Sequential(nn.Linear(3, 4), nn.Dropout(0.5), nn.Linear(4, 2)).train()
+    teacher[1].eval()                                   # a submodule in another mode than its parent
+    teacher[2].weight.requires_grad_(False)             # and one frozen parameter
+    return teacher
+
+
+def _state(m): return [t.training for t in m.modules()], [p.requires_grad for p in m.parameters()]
+
+
+@pytest.mark.parametrize('augment', [None, lambda t: t + 0.01 * torch.randn_like(t)])
+def test_distill_restores_the_teachers_modes_and_flags(augment):
+    x, y = torch.randn(64, 3), torch.randint(0, 2, (64,))
+    teacher = _teacher_with_mixed_state(); before = _state(teacher)
+    h = distill(nn.Linear(3, 2), teacher, x, y, epochs=2, augment=augment, batch_size=16, device='cpu',
+                valid_dl=TensorLoader(x, y, batch_size=64))
+    assert isinstance(h, History) and len(h) == 2 and 'valid_acc' in h.last
+    assert _state(teacher) == before
+    def boom(z, v, yb): raise RuntimeError('loss failed')
+    with pytest.raises(RuntimeError, match='loss failed'): distill(nn.Linear(3, 2), teacher, x, y, epochs=1, loss_fn=boom, device='cpu')
+    assert _state(teacher) == before                    # restored when training fails, too
+    teacher_logits(teacher, x, device='cpu')
+    assert _state(teacher) == before
+
+
+def test_distill_loss_fn_hook_replaces_kd_loss():
+    g = torch.Generator().manual_seed(0)
+    x, y = torch.randn(128, 3, generator=g), torch.randint(0, 2, (128,), generator=g)
+    teacher, s0 = nn.Linear(3, 2), nn.Linear(3, 2)
+    s1, s2, s3 = copy.deepcopy(s0), copy.deepcopy(s0), copy.deepcopy(s0)
+    h1 = distill(s1, teacher, x, y, T=2.0, alpha=0.5, epochs=2, device='cpu')
+    h2 = distill(s2, teacher, x, y, epochs=2, device='cpu', loss_fn=lambda z, v, yb: kd_loss(z, v, yb, T=2.0, alpha=0.5))
+    assert h1['train_loss'] == h2['train_loss'] and torch.equal(s1.weight, s2.weight)
+    distill(s3, teacher, x, y, epochs=2, device='cpu', loss_fn=lambda z, v, yb: F.mse_loss(z, v))   # any (z, v, y) -> scalar
+    assert not torch.equal(s3.weight, s1.weight)
