@@ -48,20 +48,22 @@ def binary_cross_entropy_logits(z: torch.Tensor,  # logits, any shape
     if z.shape != y.shape: raise ValueError(f"z and y must have the same shape, got {tuple(z.shape)} and {tuple(y.shape)}")
     return (F.softplus(z) - y * z).mean()
 
+def _check_scores(logits: torch.Tensor, y: torch.Tensor):
+    if logits.ndim != 2 or y.shape != logits.shape[:1]:
+        raise ValueError(f"logits must be [N, K] and y [N], got {tuple(logits.shape)} and {tuple(y.shape)}")
+
 def softmax_cross_entropy(logits: torch.Tensor,  # [N, K] scores
                           y: torch.Tensor,  # [N] class indices
                          ) -> torch.Tensor:
     r"Mean multi-class cross-entropy, $\frac1N\sum_n \log\sum_j e^{z_{nj}} - z_{n,y_n}$."
-    if logits.ndim != 2 or y.shape != logits.shape[:1]:
-        raise ValueError(f"logits must be [N, K] and y [N], got {tuple(logits.shape)} and {tuple(y.shape)}")
+    _check_scores(logits, y)
     return (torch.logsumexp(logits, dim=1) - logits.gather(1, y[:, None]).squeeze(1)).mean()
 
 def softmax_cross_entropy_grad(logits: torch.Tensor,  # [N, K] scores
                                y: torch.Tensor,  # [N] class indices
                               ) -> torch.Tensor:
     r"Gradient of `softmax_cross_entropy` w.r.t. the logits: $(\mathrm{softmax}(z) - \mathrm{onehot}(y))/N$."
-    if logits.ndim != 2 or y.shape != logits.shape[:1]:
-        raise ValueError(f"logits must be [N, K] and y [N], got {tuple(logits.shape)} and {tuple(y.shape)}")
+    _check_scores(logits, y)
     return (logits.softmax(dim=1) - F.one_hot(y, logits.shape[1]).to(logits.dtype)) / logits.shape[0]
 
 # %% ../nbs/10_foundations.ipynb #0ba95431
