@@ -4,7 +4,7 @@
 
 # %% ../nbs/01_data.ipynb #a35ce913
 from __future__ import annotations
-import csv, gzip, hashlib, os, re, shutil, urllib.request, zipfile
+import csv, gzip, hashlib, os, re, shutil, urllib.request, zipfile, zlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -100,22 +100,24 @@ def file_digest(path: str | os.PathLike,  # the file to hash
 
 def _remedy(spec: DataFile) -> str:
     "How to get `spec`, for error messages."
+    copy = f"or put a copy at <folder>/{spec.relpath} and set {DATA_ENV}=<folder>"
     if spec.archive:
-        arc = DATA_FILES[spec.archive]
-        return f"it is member {spec.member!r} of {spec.archive}, which {_remedy(arc)}"
-    urls = download_urls(spec)
-    how = f"{spec.how}: " if spec.how else ''
-    return (f"{how}it downloads from {urls[0]} into {cache_dir()} (set {MIRROR_ENV} to use a mirror); "
-            f"or put a copy at <folder>/{spec.relpath} and set {DATA_ENV}=<folder>")
+        return f"it is member {spec.member!r} of {spec.archive} ({_remedy(DATA_FILES[spec.archive])}); {copy}"
+    url = download_urls(spec)[0]
+    get = (f"it downloads from {url} once {OFFLINE_ENV} is unset" if _offline()
+           else f"it downloads from {url} into {cache_dir()} ({MIRROR_ENV} names another host)")
+    return f"{spec.how}: {get}; {copy}" if spec.how else f"{get}; {copy}"
 
-def _verify(spec: DataFile, path: Path, what: str | None = None):
+def _offline() -> bool: return os.environ.get(OFFLINE_ENV, '').strip().lower() in ('1', 'true', 'yes')
+
+def _verify(spec: DataFile, path: Path, what: str | None = None, advice: str | None = None):
     "Raise `CorruptDataError` unless the file at `path` matches `spec`'s checksum."
     algo, expected = spec.checksum
     got = file_digest(path, algo)
     if got != expected:
         raise CorruptDataError(
             f"{what or path} is corrupt: its {algo} is {got}, expected {expected} for '{spec.relpath}'. "
-            f"Delete it and fetch it again ({_remedy(spec)}).")
+            + (advice or f"Delete it and fetch it again ({_remedy(spec)})."))
 
 # %% ../nbs/01_data.ipynb #6ddea026
 def _download(spec: DataFile, dest: Path, timeout: float) -> list[str]:
@@ -125,27 +127,28 @@ def _download(spec: DataFile, dest: Path, timeout: float) -> list[str]:
         try:
             with atomic_path(dest) as tmp:
                 with urllib.request.urlopen(url, timeout=timeout) as r, open(tmp, 'wb') as f: shutil.copyfileobj(r, f)
-                _verify(spec, tmp, what=f"the download from {url}")  # raises before the move: a bad download never lands
+                _verify(spec, tmp, what=f"the download from {url}", advice="Nothing was kept.")  # raises before the move
             return []
         except Exception as e: errors.append(f"{url}: {type(e).__name__}: {e}")
     return errors
 
 def _extract(spec: DataFile, archive: Path) -> Path:
     "Extract `spec.member` of the verified `archive` into the cache, verified before it is moved into place."
-    dest = cache_dir()/spec.relpath
-    what = f"member {spec.member!r} of {archive}"
-    try:
-        with zipfile.ZipFile(archive) as z, atomic_path(dest) as tmp:
-            with z.open(spec.member) as src, open(tmp, 'wb') as f: shutil.copyfileobj(src, f)
-            _verify(spec, tmp, what=what)
-    except KeyError as e:
-        raise CorruptDataError(f"{archive} has no member {spec.member!r}. Delete it and fetch it again ({_remedy(DATA_FILES[spec.archive])}).") from e
-    except (zipfile.BadZipFile, EOFError, OSError) as e:
-        raise CorruptDataError(f"{what} could not be read ({type(e).__name__}: {e}). Delete {archive} and fetch it again "
-                               f"({_remedy(DATA_FILES[spec.archive])}).") from e
+    dest, what = cache_dir()/spec.relpath, f"member {spec.member!r} of {archive}"
+    again = f"Delete {archive} and fetch it again ({_remedy(DATA_FILES[spec.archive])})."
+    try: z = zipfile.ZipFile(archive)
+    except zipfile.BadZipFile as e: raise CorruptDataError(f"{archive} is not a readable zip ({e}). {again}") from e
+    with z:
+        if spec.member not in z.namelist(): raise CorruptDataError(f"{archive} has no member {spec.member!r}. {again}")
+        with atomic_path(dest) as tmp:   # errors writing the cache (a full disk, no permission) surface as they are
+            try:
+                with z.open(spec.member) as src, open(tmp, 'wb') as f: shutil.copyfileobj(src, f)
+            except (zipfile.BadZipFile, EOFError, zlib.error) as e:
+                raise CorruptDataError(f"{what} could not be read ({type(e).__name__}: {e}). {again}") from e
+            _verify(spec, tmp, what=what, advice=f"Nothing was kept. {again}")
     return dest
 
-def _offline() -> bool: return os.environ.get(OFFLINE_ENV, '').strip().lower() in ('1', 'true', 'yes')
+def _timeout() -> float: return float(os.environ.get(TIMEOUT_ENV) or 20)
 
 def fetch(relpath: str,  # a key of `DATA_FILES`, e.g. 'sst2/SST-2/train.tsv'
           root: str | os.PathLike | None = None,  # a folder to search first; None: `$FM_COURSE_DATA`
@@ -162,13 +165,19 @@ def fetch(relpath: str,  # a key of `DATA_FILES`, e.g. 'sst2/SST-2/train.tsv'
             return p
     searched = ', '.join(str(d) for d in dirs)
     if spec.archive:
+        mirror_errors = []
+        if os.environ.get(MIRROR_ENV, '').strip() and download and not _offline():
+            mirror_errors = _download(spec, cache_dir()/relpath, _timeout())   # a mirror may serve the member as a plain file
+            if not mirror_errors: return cache_dir()/relpath
         try: archive = fetch(spec.archive, root, download)
         except MissingDataError as e:
-            raise MissingDataError(f"'{relpath}' is not in any data folder (searched: {searched}), nor is the archive it comes from:\n{e}") from e
+            tried = ''.join(f"\n  {m}" for m in mirror_errors)
+            raise MissingDataError(f"'{relpath}' is not in any data folder (searched: {searched})"
+                                   + (f", nor on the mirror:{tried}\n" if tried else ", ") + f"nor is the archive it comes from:\n{e}") from e
         return _extract(spec, archive)
     if download and not _offline():
         dest = cache_dir()/relpath
-        errors = _download(spec, dest, float(os.environ.get(TIMEOUT_ENV) or 20))
+        errors = _download(spec, dest, _timeout())
         if not errors: return dest
         raise MissingDataError(
             f"'{relpath}' is not in any data folder (searched: {searched}) and could not be downloaded:\n  "
@@ -244,8 +253,9 @@ AG_NEWS_SPLITS = tuple(AG_NEWS_FILES)
 def ag_news_text(title: str,  # the title column
                  description: str,  # the description column
                 ) -> str:
-    r"The course's text of an AG News row: `title + ' ' + description`, each run of backslashes (the files' line-break escape) a space, whitespace runs one space."
-    return ' '.join(re.sub(r'\\+', ' ', f'{title} {description}').split())
+    r"The course's text of an AG News row: `title + ' ' + description`; `\$` becomes `$`, every other run of backslashes (the files' line breaks) a space, whitespace runs one space."
+    text = re.sub(r'\\+\$', '$', f'{title} {description}')
+    return ' '.join(re.sub(r'\\+', ' ', text).split())
 
 def load_ag_news(split: str,  # 'train' (120,000 rows, download only) or 'test' (7,600 rows)
                  root: str | os.PathLike | None = None,  # a data folder to search first; None: `$FM_COURSE_DATA`

@@ -194,11 +194,13 @@ def test_loaders_identical_in_two_fresh_processes():
             "out = {}\n"
             "for s in ('train','dev','test'): t, y = load_sst2(s); out['sst2/'+s] = [len(t), hashlib.sha256(json.dumps([t, y.tolist()]).encode()).hexdigest()]\n"
             "t, y = load_ag_news('test'); out['ag'] = [len(t), hashlib.sha256(json.dumps([t, y.tolist()]).encode()).hexdigest()]\n"
+            "s = load_tinyshakespeare(); out['shakespeare'] = [len(s), hashlib.sha256(s.encode()).hexdigest()]\n"
             "x, y = load_mnist('test'); out['mnist'] = [len(x), hashlib.sha256(x.numpy().tobytes() + y.numpy().tobytes()).hexdigest()]\n"
             "print(json.dumps(out))")
     runs = [json.loads(subprocess.run([sys.executable, '-c', code], capture_output=True, text=True, check=True).stdout) for _ in range(2)]
     assert runs[0] == runs[1]
-    assert {k: v[0] for k, v in runs[0].items()} == {'sst2/train': 67349, 'sst2/dev': 872, 'sst2/test': 1821, 'ag': 7600, 'mnist': 10000}
+    assert {k: v[0] for k, v in runs[0].items()} == {'sst2/train': 67349, 'sst2/dev': 872, 'sst2/test': 1821, 'ag': 7600, 'mnist': 10000,
+                                                    'shakespeare': 1115394}
 
 
 # --- registry and bad input --------------------------------------------------------------------------------------------
@@ -208,7 +210,16 @@ def test_registry_is_canonical():
         assert spec.checksum[1], rel
         assert spec.urls or (spec.archive in DATA_FILES and DATA_FILES[spec.archive].urls and spec.member), rel
     assert not {'sst2/train.tsv', 'sst2/dev.tsv', 'sst2/test.tsv', 'ag_news/dev.tsv', 'ag_news/test.tsv'} & set(DATA_FILES)
-    assert DATA_FILES['sst2/SST-2.zip'].md5 == '9f81648d4199384278b86e315dac217c'   # the published checksums, not a test's
+    published = {'sst2/SST-2.zip': '9f81648d4199384278b86e315dac217c', 'ag_news/ag_news_csv/test.csv': 'd52ea96a97a2d943681189a97654912d',
+                 'ag_news/ag_news_csv/train.csv': 'b1a00f826fdfbd249f79597b59e1dc12', 'mnist/t10k-images-idx3-ubyte.gz': '9fb629c4189551a2d022fa330f9573f3',
+                 'mnist/t10k-labels-idx1-ubyte.gz': 'ec29112dd5afa0611ce80d1b7f02629c', 'mnist/train-images-idx3-ubyte.gz': 'f68b3c2dcbeaaa9fbdd348bbdeb94873',
+                 'mnist/train-labels-idx1-ubyte.gz': 'd53e105ee54ea40749a09fcbcd1e9432'}
+    sha = {'sst2/SST-2/train.tsv': '48eac26399f8456935f81dd9e3a745c1430adb6c62e233ccfe22db4a0d15d1d1',
+           'sst2/SST-2/dev.tsv': '54a9c12c77e402fc14d6a66a506f24d999f596b0176eb777c972cccc2f9cc4b0',
+           'sst2/sentiment-test': '4fefd1cd67526cf87ebc7fafc3afc21cc7cfa6ae53b45e74f77f9456e3c62752',
+           'tinyshakespeare/input.txt': '86c4e6aa9db7c042ec79f339dcb96d42b0075e16b8fc2e86bf0ca57e2dc565ed'}
+    assert {k: DATA_FILES[k].md5 for k in published} == published      # the published checksums, not a test's
+    assert {k: DATA_FILES[k].sha256 for k in sha} == sha
 
 
 def test_data_dirs_order(monkeypatch, tmp_path):
@@ -257,3 +268,69 @@ def test_minilm_loads_offline(monkeypatch):
     ids = tok('hello world', return_tensors='pt')
     with torch.no_grad(): h = enc(**ids).last_hidden_state
     assert h.shape[-1] == 384 and enc.config.num_hidden_layers == 6
+
+
+def test_mirror_serving_a_data_folder_as_it_is(tmp_path, monkeypatch):
+    "The documented mirror: a web server over a data folder that holds the archive's members as plain files (no zip)."
+    if MIRROR is None: pytest.skip('FM_COURSE_DATA does not point at the data mirror')
+    root = tmp_path / 'folder'
+    for rel in CANONICAL:
+        (root / rel).parent.mkdir(parents=True, exist_ok=True); shutil.copy(MIRROR / rel, root / rel)
+    monkeypatch.setenv('FM_COURSE_DATA', str(tmp_path / 'empty'))
+    with serve(root) as url:
+        monkeypatch.setenv('FM_COURSE_MIRROR', url)
+        texts, labels = load_sst2('train')
+    assert len(texts) == 67349 and (cache_dir() / 'sst2/SST-2/train.tsv').is_file() and not (cache_dir() / 'sst2/SST-2.zip').exists()
+
+
+def test_second_canonical_url_is_tried(tmp_path, monkeypatch):
+    "A file with two sources (MNIST has two mirrors) comes from the second when the first does not answer."
+    src = tmp_path / 'x.gz'; src.write_bytes(b'idx bytes')
+    rel = 'mnist/train-labels-idx1-ubyte.gz'
+    monkeypatch.setitem(DATA_FILES, rel, DataFile(rel, sha256=data.file_digest(src), urls=('http://127.0.0.1:9/x.gz', src.as_uri())))
+    monkeypatch.delenv('FM_COURSE_DATA', raising=False); monkeypatch.delenv('FM_COURSE_MIRROR', raising=False)
+    monkeypatch.setenv('FM_COURSE_DOWNLOAD_TIMEOUT', '2')
+    assert fetch(rel).read_bytes() == b'idx bytes'
+
+
+def _zip_folder(tmp_path, members: dict, monkeypatch) -> Path:
+    "A data folder holding only sst2/SST-2.zip with `members`, registered with its own checksum."
+    root = tmp_path / 'zipfolder'; (root / 'sst2').mkdir(parents=True)
+    with zipfile.ZipFile(root / 'sst2/SST-2.zip', 'w') as z:
+        for name, text in members.items(): z.writestr(name, text)
+    real = DATA_FILES['sst2/SST-2.zip']
+    monkeypatch.setitem(DATA_FILES, real.relpath, DataFile(real.relpath, md5=data.file_digest(root / 'sst2/SST-2.zip', 'md5'), urls=real.urls))
+    monkeypatch.setenv('FM_COURSE_OFFLINE', '1')
+    return root
+
+
+def test_archive_without_the_member(tmp_path, monkeypatch):
+    root = _zip_folder(tmp_path, {'SST-2/other.tsv': 'x'}, monkeypatch)
+    t0 = time.perf_counter()
+    with pytest.raises(CorruptDataError, match="has no member 'SST-2/dev.tsv'"): load_sst2('dev', root=root)
+    assert time.perf_counter() - t0 < 5 and not leftovers(cache_dir()) and not (cache_dir() / 'sst2/SST-2/dev.tsv').exists()
+
+
+def test_archive_that_is_not_a_zip(tmp_path, monkeypatch):
+    root = tmp_path / 'notzip'; (root / 'sst2').mkdir(parents=True); (root / 'sst2/SST-2.zip').write_bytes(b'not a zip at all')
+    real = DATA_FILES['sst2/SST-2.zip']
+    monkeypatch.setitem(DATA_FILES, real.relpath, DataFile(real.relpath, md5=data.file_digest(root / 'sst2/SST-2.zip', 'md5'), urls=real.urls))
+    with pytest.raises(CorruptDataError, match='not a readable zip') as e: load_sst2('train', root=root)
+    assert str(root / 'sst2/SST-2.zip') in str(e.value) and not leftovers(cache_dir())
+
+
+def test_corrupt_archive_in_a_data_folder(tmp_path, monkeypatch):
+    "An archive copy that does not match the published checksum is refused by name; nothing is extracted."
+    root = tmp_path / 'bad'; (root / 'sst2').mkdir(parents=True)
+    with zipfile.ZipFile(root / 'sst2/SST-2.zip', 'w') as z: z.writestr('SST-2/dev.tsv', 'sentence\tlabel\nfine\t1\n')
+    with pytest.raises(CorruptDataError, match='is corrupt') as e: load_sst2('dev', root=root)
+    assert str(root / 'sst2/SST-2.zip') in str(e.value) and '9f81648d4199384278b86e315dac217c' in str(e.value)
+    assert not any(p.is_file() for p in cache_dir().rglob('*'))
+
+
+@needs_data
+def test_ag_news_text_rule_on_the_real_file():
+    texts, _ = load_ag_news('test')
+    assert not any('\\' in t for t in texts)                     # no backslash survives
+    assert any('$1' in t for t in texts) and not any('  ' in t for t in texts)
+    assert data.ag_news_text('A', r'costs \$5\and more') == 'A costs $5 and more'
