@@ -142,7 +142,6 @@ class Timer:
     "Wall-clock seconds of a `with` block in `.seconds`; calls `sync_device` at both ends so that queued GPU work is counted."
     def __init__(self): self.seconds: float | None = None
     sync = staticmethod(sync_device)
-    _sync = staticmethod(sync_device)   # the old private name, kept until every caller uses `sync_device`
     def __enter__(self):
         sync_device(); self._t0 = time.perf_counter(); return self
     def __exit__(self, *exc):
