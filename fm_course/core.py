@@ -15,10 +15,10 @@ from torch import nn
 
 # %% auto #0
 __all__ = ['DEVICE_ENV', 'PROFILE_ENV', 'PROFILES', 'CACHE_ENV', 'RESULTS_ENV', 'ENV_KEY', 'VERSIONED_LIBRARIES', 'check_arg',
-           'get_device', 'seed_everything', 'get_profile', 'by_profile', 'n_params', 'sync_device', 'Timer',
-           'atomic_path', 'cache_dir', 'save_checkpoint', 'load_checkpoint', 'fingerprint', 'CachedRun', 'cached_run',
-           'project_root', 'results_file', 'library_versions', 'load_results', 'record_result', 'clear_results',
-           'results_table']
+           'get_device', 'seed_everything', 'get_profile', 'by_profile', 'require_full_profile', 'init_distributed',
+           'dist_info', 'is_main_process', 'n_params', 'sync_device', 'Timer', 'atomic_path', 'cache_dir',
+           'save_checkpoint', 'load_checkpoint', 'fingerprint', 'CachedRun', 'cached_run', 'project_root',
+           'results_file', 'library_versions', 'load_results', 'record_result', 'clear_results', 'results_table']
 
 # %% ../nbs/00_core.ipynb #542ab9f2
 _TYPE_NAMES = {bool: 'a bool', int: 'an int', float: 'a number', str: 'a str', nn.Module: 'a torch.nn.Module',
@@ -74,12 +74,13 @@ def _mps_available() -> bool:
 
 def get_device(device: str | torch.device | None = None,  # 'cpu', 'cuda', 'cuda:N', 'mps' or a torch.device; None: choose
               ) -> torch.device:
-    "The device to compute on: `device` if given, else `$FM_COURSE_DEVICE`, else CUDA, then Apple MPS, then CPU."
+    "The device to compute on: `device` if given, else `$FM_COURSE_DEVICE`, else CUDA (`cuda:$LOCAL_RANK` under torchrun), then Apple MPS, then CPU."
     source = 'device'
     if device is None and os.environ.get(DEVICE_ENV):
         device, source = os.environ[DEVICE_ENV].strip(), DEVICE_ENV
     if device is None:
-        if torch.cuda.is_available(): return torch.device('cuda')
+        if torch.cuda.is_available():   # under torchrun, each process its own GPU
+            return torch.device('cuda', _env_int('LOCAL_RANK', 0)) if _env_int('WORLD_SIZE', 1) > 1 else torch.device('cuda')
         if _mps_available(): return torch.device('mps')
         return torch.device('cpu')
     if not isinstance(device, (str, torch.device)):
@@ -121,6 +122,46 @@ def by_profile(fast,  # the value for the fast profile (a laptop CPU, CI)
               ):
     "`fast` under the fast profile, `full` under the full one."
     return full if get_profile() == 'full' else fast
+
+def require_full_profile(device: str | torch.device,  # the device the `#| full` cell will run on
+                        ) -> None:
+    "Guard for a `#| full` cell: raise unless `$FM_COURSE_PROFILE` is 'full' and `device` is a CUDA GPU."
+    if get_profile() != 'full':
+        raise RuntimeError(f"this `#| full` cell reads its sizes from {PROFILE_ENV}, which is not 'full': run `make test-full`, "
+                           f"or set {PROFILE_ENV}=full as well as `nbdev_test --flags full`")
+    if torch.device(device).type != 'cuda':
+        raise RuntimeError(f"the full profile is meant for a CUDA GPU; this cell would run on {torch.device(device)}")
+
+
+# %% ../nbs/00_core.ipynb #6b66140e
+def _env_int(name: str, default: int) -> int:
+    raw = os.environ.get(name, '').strip()
+    if not raw: return default
+    try: return int(raw)
+    except ValueError: raise ValueError(f"${name}={raw!r} must be an integer (torchrun sets it)") from None
+
+def init_distributed() -> bool:
+    "Join the process group that `torchrun` describes in the environment, once (NCCL on CUDA, else gloo); True if this process is one of several."
+    import torch.distributed as dist
+    if dist.is_available() and dist.is_initialized(): return dist.get_world_size() > 1
+    if _env_int('WORLD_SIZE', 1) <= 1: return False
+    if not dist.is_available(): raise RuntimeError("WORLD_SIZE > 1 but this PyTorch build has no torch.distributed")
+    if torch.cuda.is_available():
+        torch.cuda.set_device(_env_int('LOCAL_RANK', 0))
+        dist.init_process_group('nccl')
+    else: dist.init_process_group('gloo')
+    return True
+
+def dist_info() -> tuple[int, int]:
+    "`(rank, world_size)` of this process: `(0, 1)` alone; under `torchrun`, after joining the process group."
+    if not init_distributed(): return 0, 1
+    import torch.distributed as dist
+    return dist.get_rank(), dist.get_world_size()
+
+def is_main_process() -> bool:
+    "True alone and on rank 0 of several: the one process that writes files and shows progress."
+    return dist_info()[0] == 0
+
 
 # %% ../nbs/00_core.ipynb #9eb6a5a0
 def n_params(model: nn.Module,  # the network
@@ -257,7 +298,8 @@ def cached_run(key: dict,  # everything that determines the run (configuration, 
                cache: bool = True,  # False: just train; neither read nor write the cache
               ) -> CachedRun:
     """`train(build())` once per `key`: the weights and the results are saved to `cache_dir()/'checkpoints'`, and a later
-    call with an equal `key` (PyTorch's version is added to it) loads them instead of training. A checkpoint that cannot
+    call with an equal `key` (PyTorch's version is added to it) loads them instead of training. Under torchrun every
+    process trains and rank 0 alone writes. A checkpoint that cannot
     be used is trained again with a warning. The global random state is left as it was found."""
     check_arg('key', key, dict); check_arg('name', name, str); check_arg('cache', cache, bool)
     key = {**key, 'torch': torch.__version__}
@@ -277,7 +319,7 @@ def cached_run(key: dict,  # everything that determines the run (configuration, 
         results = train(model)
     check_arg('the results of train', results, dict)
     results = json.loads(json.dumps(results))   # the values a hit returns
-    if cache: save_checkpoint(model, path, {_KEY_META: key_json, _RESULTS_META: json.dumps(results)})
+    if cache and is_main_process(): save_checkpoint(model, path, {_KEY_META: key_json, _RESULTS_META: json.dumps(results)})
     return CachedRun(model, results, False, path)
 
 # %% ../nbs/00_core.ipynb #a0a640fc
@@ -344,7 +386,7 @@ def record_result(chapter: str,  # the notebook's name, e.g. '10_foundations'
                   device: str | torch.device | None = None,  # the device the value was computed on; None: `get_device()`
                   exact: bool = True,  # False for values that differ between identical runs (wall-clock times, throughputs)
                  ) -> None:
-    "Store `value` under `chapter`/`name` with the library versions that produced it, and print it as `name: text`."
+    "Store `value` under `chapter`/`name` with the library versions that produced it, and print it as `name: text` (on the main process only)."
     for arg, v in (('chapter', chapter), ('name', name)):
         if not isinstance(v, str) or not v.strip(): raise TypeError(f"{arg} must be a non-empty str, got {v!r}")
     if name.startswith('_'): raise ValueError(f"name must not start with '_' (reserved for {ENV_KEY!r}), got {name!r}")
@@ -358,6 +400,7 @@ def record_result(chapter: str,  # the notebook's name, e.g. '10_foundations'
     text = value if isinstance(value, str) else fmt.format(value)
     if unit: text = f"{text} {unit}"
     entry = dict(value=value, text=text, unit=unit, device=str(get_device(device)), exact=exact)
+    if not is_main_process(): return   # several processes (torchrun): rank 0 alone records
     f = results_file()
     with _locked(f):
         res = load_results()
@@ -370,6 +413,7 @@ def clear_results(chapter: str,  # the notebook's name
                  ) -> None:
     "Remove every record of `chapter` for the current profile, so that a notebook run afresh leaves no stale ones."
     if not isinstance(chapter, str) or not chapter.strip(): raise TypeError(f"chapter must be a non-empty str, got {chapter!r}")
+    if not is_main_process(): return   # several processes (torchrun): rank 0 alone records
     f = results_file()
     with _locked(f):
         res = load_results()

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-from .core import check_arg, get_device
+from .core import check_arg, dist_info, get_device
 
 # %% auto #0
 __all__ = ['TensorLoader', 'accuracy', 'autocast', 'History', 'evaluate', 'get_preds', 'fit']
@@ -19,7 +19,11 @@ __all__ = ['TensorLoader', 'accuracy', 'autocast', 'History', 'evaluate', 'get_p
 # %% ../nbs/02_train.ipynb #1f6c1f01
 class TensorLoader:
     """Mini-batches `(x[idx], y[idx], ...)` of tensors that stay where they are (move them to the device once, before).
-    `tfm` transforms the first tensor of each batch only (the inputs); the others (targets) pass unchanged."""
+    `tfm` transforms the first tensor of each batch only (the inputs); the others (targets) pass unchanged.
+    Under torchrun (`dist_info()` gives `world_size` W > 1) `batch_size` is per process: each batch of W·`batch_size`
+    rows of the epoch's order is cut into W contiguous parts and this process (rank r) gets part r, so the ranks see
+    disjoint rows that together make the one-process batch. Every rank must draw the same order: seed `generator`
+    equally on every rank."""
     def __init__(self,
                  *tensors: torch.Tensor,  # equal-length tensors, batched together along their first dimension
                  batch_size: int = 64,  # rows per batch
@@ -39,16 +43,27 @@ class TensorLoader:
         self.tensors, self.batch_size, self.shuffle, self.drop_last, self.tfm = tensors, batch_size, shuffle, drop_last, tfm
         self.generator = generator
 
-    def __len__(self):
-        n = len(self.tensors[0])
-        return n // self.batch_size if self.drop_last else math.ceil(n / self.batch_size)
+    def _parts(self) -> list[slice]:
+        "This process's rows of each batch, as slices of the epoch's order."
+        n, (rank, world) = len(self.tensors[0]), dist_info()
+        g = self.batch_size * world                      # rows per batch over all processes
+        n_batches = n // g if self.drop_last else math.ceil(n / g)
+        parts = []
+        for b in range(n_batches):
+            lo, m = b * g, min(g, n - b * g)
+            q, r = divmod(m, world)                       # near-equal contiguous parts (equal when the batch is full)
+            start = lo + rank * q + min(rank, r)
+            size = q + (rank < r)
+            if size: parts.append(slice(start, start + size))
+        return parts
+
+    def __len__(self): return len(self._parts())
 
     def __iter__(self):
         n, dev = len(self.tensors[0]), self.tensors[0].device
         # the permutation is drawn on the CPU (reproducible across devices) and moved once per epoch
         idx = torch.randperm(n, generator=self.generator).to(dev) if self.shuffle else None
-        for b in range(len(self)):
-            sl = slice(b * self.batch_size, (b + 1) * self.batch_size)
+        for sl in self._parts():
             batch = [t[idx[sl]] if idx is not None else t[sl] for t in self.tensors]
             if self.tfm is not None: batch[0] = self.tfm(batch[0])
             yield tuple(batch)
@@ -130,7 +145,8 @@ def evaluate(model: nn.Module,  # the network, put in eval mode for the pass and
              device: str | torch.device | None = None,  # where to compute; None: `get_device()`
              amp: bool = True,  # bf16 autocast on CUDA (`autocast`); False: float32 throughout
             ) -> dict:
-    "Mean `loss_fn(output, *targets)` and `metric(output, targets[0])` over batches `(x, *targets)` of `dl`, in eval mode, as floats (one host sync at the end)."
+    """Mean `loss_fn(output, *targets)` and `metric(output, targets[0])` over batches `(x, *targets)` of `dl`, in eval mode,
+    as floats (one host sync at the end). Under torchrun the means are over the rows of every process."""
     check_arg('model', model, nn.Module); check_arg('amp', amp, bool)
     device = get_device(device)
     was_training = model.training
@@ -144,6 +160,12 @@ def evaluate(model: nn.Module,  # the network, put in eval mode for the pass and
         sums = vals if sums is None else sums + vals
         n += len(xb)
     model.train(was_training)
+    if dist_info()[1] > 1:   # several processes, each scoring its part: sum the sums and the counts over them
+        import torch.distributed as dist
+        sums = torch.zeros(1 + len(metrics or {}), device=device) if sums is None else sums
+        tot = torch.cat([sums, torch.tensor([float(n)], device=device)])
+        dist.all_reduce(tot)
+        sums, n = tot[:-1], int(tot[-1].item())
     if n == 0: raise ValueError("dl yielded no batches")
     vals = (sums / n).tolist()
     return dict(zip(['loss', *(metrics or {})], vals))
@@ -154,7 +176,7 @@ def get_preds(model: nn.Module,  # the network, put in eval mode for the pass an
               device: str | torch.device | None = None,  # where to compute; None: `get_device()`
               amp: bool = True,  # bf16 autocast on CUDA (`autocast`); False: float32 throughout
              ) -> tuple[torch.Tensor, torch.Tensor]:
-    "Concatenated float32 logits and targets of `model` over `dl`, on the CPU."
+    "Concatenated float32 logits and targets of `model` over `dl`, on the CPU (under torchrun: this process's rows)."
     check_arg('model', model, nn.Module); check_arg('amp', amp, bool)
     device = get_device(device)
     was_training = model.training
@@ -182,13 +204,15 @@ def fit(model: nn.Module,  # the network to train; moved to `device`
         patience: int | None = None,  # stop after this many epochs without a lower validation loss, keeping the best weights
         device: str | torch.device | None = None,  # where to train; None: `get_device()`
         amp: bool = True,  # bf16 autocast on CUDA, in training and in validation; False: float32 throughout
-        progress: bool = True,  # show fastprogress bars and a table of the epochs
+        progress: bool = True,  # show fastprogress bars and a table of the epochs (on the main process)
        ) -> History:
     """Train `model` on `train_dl` for `epochs`: minimise $\\frac1N\\sum_i \\ell(f_\\theta(x_i), y_i)$ by `opt`.
     Batches are `(x, y, *extra)` and the loss is `loss_fn(model(x), y, *extra)` (extra targets such as a teacher's logits);
     `valid_dl` is scored with `valid_loss_fn` (default `loss_fn`) and `metrics`. `sched` steps after every batch;
     `clip_grad` caps the global gradient norm; with `valid_dl` and `patience`, training stops when the validation loss
-    has not improved for `patience` epochs and the best weights are restored."""
+    has not improved for `patience` epochs and the best weights are restored. Under torchrun (several processes) the model
+    is wrapped in `DistributedDataParallel`, losses and metrics are means over every process's rows, and only rank 0
+    shows progress."""
     check_arg('model', model, nn.Module); check_arg('opt', opt, torch.optim.Optimizer)
     check_arg('epochs', epochs, int, lo=1)
     check_arg('clip_grad', clip_grad, float, lo=0, lo_open=True, optional=True)
@@ -198,6 +222,14 @@ def fit(model: nn.Module,  # the network to train; moved to `device`
     from fastprogress.fastprogress import master_bar, progress_bar
     device = get_device(device)
     model.to(device)
+    rank, world = dist_info()
+    net = model
+    if world > 1:   # torchrun: DistributedDataParallel averages the gradients of the processes in backward()
+        if isinstance(train_dl, TensorLoader) and not train_dl.drop_last:
+            raise ValueError("train_dl must be a TensorLoader with drop_last=True under torchrun: every process must run the same number of equal batches")
+        from torch.nn.parallel import DistributedDataParallel
+        net = DistributedDataParallel(model, device_ids=[device.index] if device.type == 'cuda' else None)
+    progress = progress and rank == 0
     hist, metrics = History(), dict(metrics or {})
     best, best_state, bad_epochs = math.inf, None, 0
     mb = master_bar(range(1, epochs + 1)) if progress else range(1, epochs + 1)
@@ -208,7 +240,7 @@ def fit(model: nn.Module,  # the network to train; moved to `device`
         batches = progress_bar(train_dl, parent=mb, leave=False) if progress else train_dl
         for xb, *ys in batches:
             xb, ys = xb.to(device, non_blocking=True), [t.to(device, non_blocking=True) for t in ys]
-            with autocast(device, amp): loss = loss_fn(model(xb), *ys)
+            with autocast(device, amp): loss = loss_fn(net(xb), *ys)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             if clip_grad is not None: nn.utils.clip_grad_norm_(model.parameters(), clip_grad)
@@ -216,6 +248,11 @@ def fit(model: nn.Module,  # the network to train; moved to `device`
             if sched is not None: sched.step()
             loss_sum += loss.detach().float() * len(xb)    # stays on the device: no sync
             n += len(xb)
+        if world > 1:   # the mean over every process's rows
+            import torch.distributed as dist
+            tot = torch.stack([loss_sum, torch.tensor(float(n), device=device)])
+            dist.all_reduce(tot)
+            loss_sum, n = tot[0], int(tot[1].item())
         row = dict(epoch=epoch, train_loss=(loss_sum / max(n, 1)).item())   # one sync per epoch
         if valid_dl is not None:
             ev = evaluate(model, valid_dl, valid_loss_fn or loss_fn, metrics, device, amp=amp)

@@ -97,3 +97,30 @@ def test_history_edge_cases():
     with pytest.raises(TypeError, match='key'): h[True]
     with pytest.raises(TypeError, match='row'): h.append([1, 2])
     h.append({'epoch': 1}); assert h[0:5] == History([{'epoch': 1}])
+
+
+@pytest.mark.parametrize('n,bs,world,drop_last', [(10, 2, 2, False), (11, 3, 2, False), (11, 3, 2, True), (5, 1, 4, False), (7, 4, 3, False)])
+def test_tensor_loader_shards_by_rank(monkeypatch, n, bs, world, drop_last):
+    "Under torchrun each rank gets a disjoint part of each batch; together the parts are the one-process batch of bs*world rows."
+    import fm_course.train as train
+    x = torch.arange(n)
+    one = [b[0].tolist() for b in TensorLoader(x, batch_size=bs * world, drop_last=drop_last)]
+    parts = []
+    for rank in range(world):
+        monkeypatch.setattr(train, 'dist_info', lambda rank=rank: (rank, world))
+        dl = TensorLoader(x, batch_size=bs, drop_last=drop_last)
+        parts.append([b[0].tolist() for b in dl])
+        assert len(dl) == len(parts[-1])
+    rows = sorted(r for p in parts for b in p for r in b)
+    assert rows == sorted(r for b in one for r in b)            # disjoint, and together every row of the epoch
+    for i, batch in enumerate(one):                              # batch i of one process = the ranks' i-th parts, in rank order
+        assert sum((p[i] for p in parts if i < len(p)), []) == batch
+
+
+def test_fit_under_torchrun_needs_drop_last(monkeypatch):
+    import fm_course.train as train
+    monkeypatch.setattr(train, 'dist_info', lambda: (0, 2))
+    x, y = _data(); m = nn.Linear(4, 3)
+    with pytest.raises(ValueError, match='drop_last'):
+        fit(m, TensorLoader(x, y, batch_size=8), loss_fn=F.cross_entropy, opt=torch.optim.SGD(m.parameters(), lr=0.1),
+            epochs=1, progress=False)
