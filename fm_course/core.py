@@ -4,7 +4,7 @@
 
 # %% ../nbs/00_core.ipynb #a59e4565
 from __future__ import annotations
-import contextlib, hashlib, json, os, platform, random, tempfile, time, warnings
+import contextlib, hashlib, json, math, os, platform, random, tempfile, time, warnings
 from collections.abc import Callable
 from pathlib import Path
 from dataclasses import dataclass
@@ -14,11 +14,12 @@ import torch
 from torch import nn
 
 # %% auto #0
-__all__ = ['DEVICE_ENV', 'PROFILE_ENV', 'PROFILES', 'CACHE_ENV', 'RESULTS_ENV', 'ENV_KEY', 'VERSIONED_LIBRARIES', 'check_arg',
-           'get_device', 'seed_everything', 'get_profile', 'by_profile', 'require_full_profile', 'init_distributed',
-           'dist_info', 'is_main_process', 'n_params', 'sync_device', 'Timer', 'atomic_path', 'cache_dir',
-           'save_checkpoint', 'load_checkpoint', 'fingerprint', 'CachedRun', 'cached_run', 'project_root',
-           'results_file', 'library_versions', 'load_results', 'record_result', 'clear_results', 'results_table']
+__all__ = ['DEVICE_ENV', 'PROFILE_ENV', 'PROFILES', 'PEAK_FLOPS_BF16', 'CACHE_ENV', 'RESULTS_ENV', 'ENV_KEY',
+           'VERSIONED_LIBRARIES', 'check_arg', 'get_device', 'seed_everything', 'get_profile', 'by_profile',
+           'require_full_profile', 'init_distributed', 'dist_info', 'is_main_process', 'n_params', 'sync_device',
+           'Timer', 'peak_flops', 'mfu', 'atomic_path', 'cache_dir', 'save_checkpoint', 'load_checkpoint',
+           'fingerprint', 'CachedRun', 'cached_run', 'project_root', 'results_file', 'library_versions', 'load_results',
+           'record_result', 'clear_results', 'results_table']
 
 # %% ../nbs/00_core.ipynb #542ab9f2
 _TYPE_NAMES = {bool: 'a bool', int: 'an int', float: 'a number', str: 'a str', nn.Module: 'a torch.nn.Module',
@@ -188,6 +189,39 @@ class Timer:
     def __exit__(self, *exc):
         sync_device(); self.seconds = time.perf_counter() - self._t0
     def __repr__(self): return f"Timer({self.seconds:.3f} s)" if self.seconds is not None else "Timer(running)"
+
+# %% ../nbs/00_core.ipynb #7c549c86
+PEAK_FLOPS_BF16 = {'H200': 989e12, 'H100': 989e12, 'A100': 312e12, 'L40S': 362e12, 'L4': 121e12, 'A10': 125e12}  # NVIDIA datasheets, dense
+
+def peak_flops(device: str | torch.device | None = None,  # the device; None: `get_device()`
+               dtype: torch.dtype = torch.bfloat16,  # the matmul dtype (the datasheet table is for bf16)
+               n: int = 1024,  # size of the n×n matrices of the measurement
+               repeats: int = 10,  # timed products; the best one counts
+              ) -> float:
+    "Peak FLOP/s: the datasheet's dense bf16 figure for a known CUDA GPU, else measured as the best rate of n×n matmuls (2n³ FLOPs each)."
+    device = get_device(device)
+    check_arg('dtype', dtype, torch.dtype); check_arg('n', n, int, lo=1); check_arg('repeats', repeats, int, lo=1)
+    if device.type == 'cuda' and dtype == torch.bfloat16:
+        name = torch.cuda.get_device_name(device)
+        for key, peak in PEAK_FLOPS_BF16.items():
+            if key in name: return peak
+    a, b = torch.randn(n, n, device=device).to(dtype), torch.randn(n, n, device=device).to(dtype)
+    a @ b   # warm-up
+    best = math.inf
+    for _ in range(repeats):
+        sync_device(device); t0 = time.perf_counter()
+        a @ b
+        sync_device(device); best = min(best, time.perf_counter() - t0)
+    return 2 * n**3 / best
+
+def mfu(tokens_per_s: float,  # measured training throughput
+        flops_per_token: float,  # the model's FLOPs per token, forward and backward (≈ 6 × parameters, plus attention)
+        peak: float,  # the device's peak FLOP/s (`peak_flops`)
+       ) -> float:
+    "Model-FLOPs utilisation, tokens_per_s × flops_per_token / peak: the share of the peak the model's arithmetic uses."
+    for name, v in (('tokens_per_s', tokens_per_s), ('flops_per_token', flops_per_token), ('peak', peak)):
+        check_arg(name, v, (int, float), lo=0, lo_open=True)
+    return tokens_per_s * flops_per_token / peak
 
 # %% ../nbs/00_core.ipynb #942ee958
 def _umask() -> int:
