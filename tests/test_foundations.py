@@ -2,9 +2,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from fm_course.foundations import (binary_cross_entropy_logits, check_bce_grad, check_relu_mlp2_grads, conv2d_im2col,
-                                   inverted_dropout, mlp2_forward_backward, sgd_weight_decay_step, softmax_cross_entropy,
-                                   softmax_cross_entropy_grad)
+from fm_course.foundations import (adamw_step, binary_cross_entropy_logits, check_bce_grad, check_relu_mlp2_grads,
+                                   conv2d_im2col, conv_output_size, inverted_dropout, mlp2_forward_backward,
+                                   sgd_weight_decay_step, softmax_cross_entropy, softmax_cross_entropy_grad)
 
 
 def test_exercise_checkers_accept_right_and_reject_wrong():
@@ -35,6 +35,30 @@ def test_bad_inputs():
     with pytest.raises(ValueError, match=r'p must be a number in \[0, 1\)'): inverted_dropout(torch.zeros(2), 1.0)
     with pytest.raises(TypeError, match='p must be a number'): inverted_dropout(torch.zeros(2), '0.5')
     with pytest.raises(ValueError, match='padding'): conv2d_im2col(torch.zeros(1, 1, 5, 5), torch.zeros(1, 1, 3, 3), padding=-1)
+    with pytest.raises(ValueError, match='stride'): conv2d_im2col(torch.zeros(1, 1, 5, 5), torch.zeros(1, 1, 3, 3), stride=0)
+    with pytest.raises(TypeError, match='stride'): conv2d_im2col(torch.zeros(1, 1, 5, 5), torch.zeros(1, 1, 3, 3), stride=1.5)
+    with pytest.raises(ValueError, match='larger than the padded input'): conv2d_im2col(torch.zeros(1, 1, 2, 2), torch.zeros(1, 1, 3, 3))
+    with pytest.raises(ValueError, match='k=5'): conv_output_size(3, 5)
+    with pytest.raises(ValueError, match='n must be'): conv_output_size(0, 1)
+    with pytest.raises(TypeError, match='padding'): conv_output_size(5, 3, padding=None)
+    z = torch.zeros(3)
+    with pytest.raises(ValueError, match='same shape'): adamw_step(z, torch.zeros(2), z, z, 1, 1e-3, 0.0)
+    with pytest.raises(ValueError, match='t must be'): adamw_step(z, z, z, z, 0, 1e-3, 0.0)
+    with pytest.raises(ValueError, match='lr'): adamw_step(z, z, z, z, 1, 0.0, 0.0)
+    with pytest.raises(ValueError, match='weight_decay'): adamw_step(z, z, z, z, 1, 1e-3, -0.1)
+    with pytest.raises(ValueError, match='betas'): adamw_step(z, z, z, z, 1, 1e-3, 0.0, betas=(0.9, 1.0))
+
+
+def test_conv_output_size_edge_cases():
+    assert conv_output_size(28, 3, 1, 1) == 28 and conv_output_size(28, 2, 0, 2) == 14 and conv_output_size(7, 2, 0, 2) == 3
+    assert conv_output_size(3, 3) == 1                      # the window fits exactly once
+    assert conv_output_size(1, 3, padding=1) == 1
+
+
+def test_bce_logits_stays_finite_for_huge_logits():
+    z, y = torch.tensor([-1e4, 1e4, 200.0]), torch.tensor([0.0, 1.0, 0.0])
+    assert torch.isfinite(binary_cross_entropy_logits(z, y))
+    torch.testing.assert_close(binary_cross_entropy_logits(z, y), torch.nn.functional.binary_cross_entropy_with_logits(z, y))
 
 
 @pytest.mark.parametrize('name', ['MNIST_MEAN', 'MNIST_STD', 'RandomAffineBatch', 'mnist_batch_tfm', 'make_model', 'train_mnist'])
