@@ -6,10 +6,11 @@ import gymnasium as gym
 import numpy as np
 import pytest
 import torch
+from torch.optim.optimizer import register_optimizer_step_pre_hook
 
-from fm_course.rl import (DQNConfig, DQNResult, bellman_optimality, check_expected_sarsa_target, dqn_target, greedy_returns,
-                          linear_schedule, mdp_arrays, plot_greedy_policy, policy_return, q_learning, sarsa, train_dqn,
-                          value_iteration)
+from fm_course.rl import (DQNConfig, DQNResult, backward_induction, bellman_optimality, check_expected_sarsa_target, dqn_target,
+                          greedy_returns, linear_schedule, mdp_arrays, plot_greedy_policy, policy_return, q_learning, sarsa,
+                          train_dqn, value_iteration)
 from fm_course.train import History
 
 
@@ -86,6 +87,23 @@ def test_policy_return_values_and_bad_arguments():
     with pytest.raises(ValueError, match='horizon'): policy_return(P, np.array([1, 0]), 0)
     with pytest.raises(TypeError, match='horizon'): policy_return(P, np.array([1, 0]), 2.5)
     with pytest.raises(ValueError, match='start_state'): policy_return(P, np.array([1, 0]), 2, start_state=2)
+
+
+def test_backward_induction_values_policy_and_bad_arguments():
+    V, pi = backward_induction(chain_mdp(), 1)
+    np.testing.assert_array_equal(V, [0.0, 1.0])   # one step: only state 1 can still collect its reward
+    V, pi = backward_induction(chain_mdp(), 3)
+    np.testing.assert_array_equal(V, [1.0, 1.0])
+    assert pi.shape == (3, 2) and pi.dtype == np.int64 and pi[1, 0] == 1   # with two steps left state 0 must move (with three, waiting once ties)
+    V, _ = backward_induction(chain_mdp(), 3, gamma=0.5)
+    np.testing.assert_allclose(V, [0.5, 1.0])                      # the reward arrives one step later, discounted once
+    for h in (1, 2, 5):                                            # the finite-horizon optimum bounds every stationary policy
+        V, _ = backward_induction(chain_mdp(), h)
+        assert all(V[0] >= policy_return(chain_mdp(), np.array([a0, a1]), h) for a0 in (0, 1) for a1 in (0, 1))
+    with pytest.raises(ValueError, match='horizon'): backward_induction(chain_mdp(), 0)
+    with pytest.raises(TypeError, match='horizon'): backward_induction(chain_mdp(), 2.0)
+    with pytest.raises(ValueError, match='gamma'): backward_induction(chain_mdp(), 2, gamma=1.5)
+    with pytest.raises(TypeError, match='P must be'): backward_induction([], 2)
 
 
 # --- tabular TD control ----------------------------------------------------------------------------------------------
@@ -193,6 +211,22 @@ def test_train_dqn_learning_rate_reaches_its_final_value_exactly_at_the_last_upd
     assert all(lr > 0 for lr in lrs[:-1]) and lrs[-1] == 0.0   # no burst runs at lr 0
     lrs = train_dqn(tiny_dqn(total_steps=400, eval_every=400, eval_episodes=1, final_lr_fraction=0.25, learning_rate=1e-3)).history['lr']
     np.testing.assert_allclose(lrs, [0.25e-3])
+
+
+def test_train_dqn_every_update_runs_at_the_scheduled_rate_and_the_last_one_above_zero():
+    used = []   # the learning rate each optimizer step runs with, read just before the step
+    hook = register_optimizer_step_pre_hook(lambda opt, args, kwargs: used.append(opt.param_groups[0]['lr']))
+    try:
+        train_dqn(tiny_dqn(total_steps=650, learning_rate=1e-3, final_lr_fraction=0.0))
+        n = 30   # bursts of 5 updates at steps 200, 300, ..., 600 and a partial one at 650
+        np.testing.assert_allclose(used, [1e-3 * (1 - k / n) for k in range(n)], rtol=1e-12)
+        assert used[-1] == pytest.approx(1e-3 / n) and min(used) > 0   # the last update still learns
+        used.clear()
+        train_dqn(tiny_dqn(total_steps=600, learning_rate=1e-3, final_lr_fraction=0.5))
+        n = 25
+        np.testing.assert_allclose(used, [1e-3 * (1 - 0.5 * k / n) for k in range(n)], rtol=1e-12)
+    finally:
+        hook.remove()
 
 
 def test_train_dqn_without_updates_and_with_a_wrapping_buffer():
