@@ -102,6 +102,8 @@ def test_train_gan_bad_args():
     with pytest.raises(ValueError, match='steps'): train_gan(G, D, sample_ring, steps=0, z_dim=2)
     with pytest.raises(TypeError, match='k'): train_gan(G, D, sample_ring, steps=1, k=1.5, z_dim=2)
     with pytest.raises(ValueError, match='lr'): train_gan(G, D, sample_ring, steps=1, z_dim=2, lr=0.0)
+    with pytest.raises(ValueError, match='d_lr'): train_gan(G, D, sample_ring, steps=1, z_dim=2, d_lr=-1e-3)
+    with pytest.raises(TypeError, match='d_lr'): train_gan(G, D, sample_ring, steps=1, z_dim=2, d_lr='fast')
     with pytest.raises(ValueError, match='snapshot_every'): train_gan(G, D, sample_ring, steps=1, z_dim=2, snapshot_every=0)
     with pytest.raises(TypeError, match='G'): train_gan('G', D, sample_ring, steps=1, z_dim=2)
     with pytest.raises(TypeError, match='sample_real'): train_gan(G, D, None, steps=1, z_dim=2)
@@ -114,6 +116,19 @@ def test_train_gan_returns_a_history_of_steps():
     assert isinstance(out, GANHistory) and isinstance(out, History) and len(out) == 3
     assert out['step'] == [1, 2, 3] and all(math.isfinite(v) for v in out['d_loss'] + out['g_loss'])
     assert len(out['snapshots']) == 3 and out.snapshots[0][1].shape == (10, 2)   # dict-style access of earlier versions
+    # the critic's estimate and the penalty: -L_critic = W-hat - lambda * GP on every row
+    for row in out:
+        assert math.isclose(-row['d_loss'], row['w_est'] - 10.0 * row['gp'], rel_tol=1e-4, abs_tol=1e-5)
+        assert math.isclose(row['w_est'], row['d_real'] - row['d_fake'], abs_tol=1e-6) and row['gp'] >= 0
+
+
+@pytest.mark.parametrize('loss', ['saturating', 'non-saturating'])
+def test_train_gan_logs_probabilities_for_classic_losses(loss):
+    G, D = mlp_generator(), mlp_discriminator()
+    out = train_gan(G, D, sample_ring, loss=loss, steps=4, k=2, z_dim=2, batch_size=16, d_lr=1e-3, device='cpu')
+    assert out.columns == ['step', 'd_loss', 'g_loss', 'd_real', 'd_fake']          # no critic columns
+    assert all(0 < v < 1 for v in out['d_real'] + out['d_fake'])                    # D(x) and D(G(z)) are probabilities
+    assert all(v > 0 for v in out['d_loss'])                                        # -V > 0 for any D in (0, 1)
 
 
 def test_image_networks_shapes():
@@ -129,12 +144,49 @@ def test_ring_quality_edge_cases():
     assert ring_quality(sample_ring(4000, generator=torch.Generator().manual_seed(0)))[0] == 8
 
 
-@pytest.mark.skipif(not torch.cuda.is_available(), reason='needs a CUDA device')
-def test_ring_quality_on_cuda_matches_cpu():
+DEVICES = ['cpu'] + (['cuda'] if torch.cuda.is_available() else []) + \
+          (['mps'] if getattr(torch.backends, 'mps', None) and torch.backends.mps.is_available() else [])
+
+
+@pytest.mark.parametrize('device', DEVICES)
+def test_ring_quality_on_every_device_matches_cpu(device):
+    "The same code path on any device: centres follow the samples, the result is plain Python numbers."
     s = sample_ring(4000, generator=torch.Generator().manual_seed(0))
-    assert ring_quality(s.cuda()) == ring_quality(s)
+    s[:500] = 0.0                                                                   # some low-quality samples at the centre
+    out = ring_quality(s.to(device))
+    assert out == ring_quality(s) and isinstance(out[0], int) and isinstance(out[1], float)
+    assert out[0] == 8 and abs(out[1] - (1 - math.exp(-4.5)) * 3500 / 4000) < 0.01
+
+
+def test_ring_quality_accepts_samples_that_require_grad():
+    "Samples straight from a generator (no `torch.no_grad()`) carry autograd history."
+    G = mlp_generator()
+    recall, precision = ring_quality(G(torch.randn(256, 2)))
+    assert 0 <= recall <= 8 and 0 <= precision <= 1
 
 
 def test_d_star_checker():
     assert check_d_star(lambda a, b: a / (a + b))
     with pytest.raises(AssertionError, match='maximiser'): check_d_star(lambda a, b: b / (a + b))
+
+
+def test_train_gan_custom_losses():
+    "The swapped-sign objective on raw outputs through the hooks: D pushes its outputs on real data down without bound."
+    seen = []
+    def d_wrong(D, real, fake):                     # minimise E[D(x)] + E[D(G(z))], i.e. maximise -E[D(x)] - E[D(G(z))]
+        seen.append((real.shape, fake.shape))
+        return D(real).mean() + D(fake).mean()
+    G, D = mlp_generator(), mlp_discriminator()
+    out = train_gan(G, D, sample_ring, steps=30, k=2, z_dim=2, batch_size=16, lr=1e-3, device='cpu',
+                    d_loss_fn=d_wrong, g_loss_fn=lambda s: s.mean())
+    assert len(seen) == 60 and seen[0] == ((16, 2), (16, 2))
+    assert out.columns == ['step', 'd_loss', 'g_loss', 'd_real', 'd_fake']
+    assert out['d_real'][-1] < out['d_real'][0] < 1 and out['d_real'][-1] < 0   # raw outputs, not probabilities
+
+
+def test_train_gan_custom_losses_bad_args():
+    G, D = mlp_generator(), mlp_discriminator()
+    with pytest.raises(TypeError, match='d_loss_fn'): train_gan(G, D, sample_ring, steps=1, z_dim=2, d_loss_fn='bce')
+    with pytest.raises(TypeError, match='g_loss_fn'): train_gan(G, D, sample_ring, steps=1, z_dim=2, g_loss_fn=1.0)
+    with pytest.raises(TypeError, match='d_loss_fn must return a scalar'):
+        train_gan(G, D, sample_ring, steps=1, z_dim=2, device='cpu', d_loss_fn=lambda D, r, f: D(r))
