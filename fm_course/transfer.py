@@ -316,7 +316,7 @@ def add_lora(model: nn.Module,  # the network, changed in place
 
 def merge_lora(model: nn.Module,  # a network with `LoRALinear` layers (from `add_lora`), changed in place
               ) -> nn.Module:
-    r"Replace every `LoRALinear` of `model` by the plain `nn.Linear` with weight $W_0 + \frac{\alpha}{r}BA$ (`LoRALinear.merged`): the same outputs in eval mode, no extra cost. Returns `model`."
+    r"Replace every `LoRALinear` of `model` by the plain `nn.Linear` with weight $W_0 + \frac{\alpha}{r}BA$ (the merge that `LoRALinear` computes): the same outputs in eval mode, no extra cost. Returns `model`."
     check_arg('model', model, nn.Module)
     if isinstance(model, LoRALinear): raise ValueError("model is itself a LoRALinear: use model.merged()")
     names = [n for n, m in model.named_modules() if isinstance(m, LoRALinear)]
@@ -370,7 +370,7 @@ def resnet18_transfer(n_classes: int,  # outputs of the new head
 # %% ../nbs/20_transfer.ipynb #5d6d547d
 def check_merged_weight(merged_weight,  # your `merged_weight(W0, A, B, alpha, r)` → the merged `[d, k]` matrix
                        ) -> bool:
-    r"Exercise 2: check `merged_weight(W0, A, B, alpha, r)` $= W_0 + \frac{\alpha}{r} B A$ against `LoRALinear.merged` and the adapted layer's outputs."
+    r"Exercise 2: check `merged_weight(W0, A, B, alpha, r)` $= W_0 + \frac{\alpha}{r} B A$ against the merged weight of a `LoRALinear` and the adapted layer's outputs."
     g = torch.Generator().manual_seed(0)
     base = nn.Linear(7, 5)
     layer = LoRALinear(base, r=3, alpha=6.0)
