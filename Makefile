@@ -27,7 +27,7 @@ ifeq ($(strip $(FM_COURSE_DATA)),)
 endif
 
 .PHONY: course test test-full venv lock export execute clean-nbs site readme site-check browser-check \
-        lint check-headings check-export check-clean check-readme check-wheel nbtest reproduce pytest clean
+        lint check-headings check-imports check-export check-clean check-readme check-wheel nbtest reproduce pytest clean
 
 course: execute site readme
 	@echo
@@ -80,6 +80,9 @@ lint: venv           ## pyflakes and syntax errors (ruff.toml)
 check-headings: venv ## every Markdown heading starts its own block (Pandoc/Quarto would show it as text otherwise)
 	$(BIN)/python tools/check_headings.py
 
+check-imports: venv  ## no code cell mixes imports with other code (nbdev would run it at every docs build)
+	$(BIN)/python tools/check_import_cells.py
+
 # --- checks that need a scratch folder ------------------------------------------------------
 SCRATCH_TARGETS := test check-export check-clean check-readme check-wheel nbtest reproduce pytest
 ifeq ($(strip $(SCRATCH)),)
@@ -88,7 +91,7 @@ $(SCRATCH_TARGETS):
 	@tmp=$$(mktemp -d) && trap 'rm -rf "$$tmp"' EXIT && trap 'exit 130' INT TERM && \
 	  $(MAKE) --no-print-directory $@ SCRATCH="$$tmp"
 else
-test: venv lint check-headings check-export check-clean check-readme check-wheel nbtest reproduce pytest site-check
+test: venv lint check-headings check-imports check-export check-clean check-readme check-wheel nbtest reproduce pytest site-check
 	@echo "make test: all checks passed"
 
 check-export: venv   ## the library is exactly what the notebooks export
