@@ -194,3 +194,26 @@ def test_check_results_installed_versions_are_what_record_result_records():
     from fm_course.core import library_versions
     v = check_results.installed_versions()
     assert v == library_versions() and v['torch']
+
+
+def test_runner_records_the_execution_time_of_a_chapter_that_records_results(tmp_path, monkeypatch):
+    from fm_course.core import load_results
+    monkeypatch.setenv('FM_COURSE_RESULTS', str(tmp_path / 'results'))   # the kernel inherits it
+    quiet, chapter = tmp_path / 'quiet', tmp_path / 'chapter'
+    run_notebooks.run(synthetic_nb(quiet), timeout=60)
+    assert '99_synthetic' not in load_results('fast')   # records nothing: no time either
+    path = synthetic_nb(chapter)
+    nb = nbformat.read(path, as_version=4)
+    nb.cells.append(nbformat.v4.new_code_cell("from fm_course.core import record_result\nrecord_result('99_synthetic', 'answer', 42)"))
+    nbformat.write(nb, path)
+    secs = run_notebooks.run(path, timeout=60)
+    rec = load_results('fast')['99_synthetic']
+    assert rec['answer']['text'] == '42' and rec[run_notebooks.EXEC_TIME]['exact'] is False
+    assert rec[run_notebooks.EXEC_TIME]['value'] == pytest.approx(secs) and rec[run_notebooks.EXEC_TIME]['unit'] == 's'
+
+
+def test_check_results_leaves_out_the_runners_execution_time(tmp_path, monkeypatch, capsys):
+    committed = results(solved='3')
+    committed['80_rl'][run_notebooks.EXEC_TIME] = {'value': 80.0, 'text': '80 s', 'unit': 's', 'device': 'cpu', 'exact': False}
+    check(tmp_path, monkeypatch, results(solved='3'), committed)   # an nbdev_test run has no such record
+    assert '1 exact records reproduce' in capsys.readouterr().out

@@ -8,10 +8,13 @@ RUN is the results file a fresh execution wrote (`make nbtest` records to a scra
 exact on both sides (`exact` missing counts as exact; `record_result(..., exact=False)` marks wall-clock times and
 throughputs) must have the identical `text`. Independently, every chapter's library-versions entry (`_env`) in
 COMMITTED must match the versions installed here, so that a fresh clone installing constraints.txt gets the
-environment the committed numbers were made with. Exits non-zero with a readable diff.
+environment the committed numbers were made with. The runner's own record of each notebook's execution time is left
+out (tools/run_notebooks.py writes it; nbdev_test does not). Exits non-zero with a readable diff.
 """
 import argparse, json, sys
 from pathlib import Path
+
+from run_notebooks import EXEC_TIME   # recorded by the notebook runner, not by the notebook (nbdev_test runs lack it)
 
 ENV_KEY = '_env'
 
@@ -32,8 +35,8 @@ def record_diffs(run: dict, committed: dict, chapters) -> list:
     for ch in chapters:
         if ch not in committed: out.append(f'{ch}: no committed records (results file has {sorted(committed)})'); continue
         if ch not in run: out.append(f'{ch}: the run recorded nothing (did the notebook run, with records going to this file?)'); continue
-        new = {k: v for k, v in run[ch].items() if not k.startswith('_')}
-        old = {k: v for k, v in committed[ch].items() if not k.startswith('_')}
+        new = {k: v for k, v in run[ch].items() if not k.startswith('_') and k != EXEC_TIME}
+        old = {k: v for k, v in committed[ch].items() if not k.startswith('_') and k != EXEC_TIME}
         for name in sorted(old.keys() - new.keys()): out.append(f'{ch} / {name}: committed, but not recorded by the run')
         for name in sorted(new.keys() - old.keys()): out.append(f'{ch} / {name}: recorded by the run, but not committed')
         for name in sorted(old.keys() & new.keys()):

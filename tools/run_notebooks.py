@@ -22,6 +22,7 @@ ROOT = Path(__file__).resolve().parent.parent
 NBS = ROOT / 'nbs'
 PROFILE_ENV, FULL = 'FM_COURSE_PROFILE', 'full'
 SKIP = 'fm-course-skip'
+EXEC_TIME = 'notebook execution time'   # the record each chapter gets: wall-clock seconds of its whole execution
 
 
 def course_order(paths):
@@ -88,7 +89,7 @@ def run(path: Path, timeout: int, flags=()) -> float | None:
     for c in skipped:
         c.outputs, c.execution_count = [], None
         c.metadata.setdefault('tags', []).append(SKIP)
-    from fm_course.core import clear_results
+    from fm_course.core import clear_results, load_results, record_result
     clear_results(path.stem)   # records are keyed by notebook name: none from an earlier run may linger
     t0 = time.perf_counter()
     try:
@@ -98,8 +99,11 @@ def run(path: Path, timeout: int, flags=()) -> float | None:
         for c in skipped:
             c.metadata['tags'].remove(SKIP)
             if not c.metadata['tags']: del c.metadata['tags']
+    secs = time.perf_counter() - t0
     nbformat.write(nb, path)
-    return time.perf_counter() - t0
+    if load_results().get(path.stem):   # a chapter that records results also records how long it took to run
+        record_result(path.stem, EXEC_TIME, secs, fmt='{:.0f}', unit='s', exact=False)
+    return secs
 
 
 def main(argv=None):
