@@ -5,6 +5,8 @@
 # also runs nbdev's `#| full` cells (`nbdev_test --flags full`; tools/run_notebooks.py adds the flag itself).
 #   make test-full  the notebooks' tests at the full profile: use it, not a bare `nbdev_test --flags full`, which
 #                   does not set FM_COURSE_PROFILE and so would run the `#| full` cells at fast-profile sizes
+#   make smoke      the full profile's code (every `full=` branch and `#| full` cell) at toy sizes on this machine's
+#                   device (FM_COURSE_SMOKE=1; every by_profile call gives a `smoke=` size): CI proves it without a GPU
 SHELL := /bin/bash
 PYTHON ?= python3
 VENV ?= .venv
@@ -26,7 +28,7 @@ ifeq ($(strip $(FM_COURSE_DATA)),)
   endif
 endif
 
-.PHONY: course test test-full venv lock export execute clean-nbs site readme site-check browser-check \
+.PHONY: course test test-full smoke venv lock export execute clean-nbs site readme site-check browser-check \
         lint check-headings check-imports check-export check-clean check-readme check-wheel nbtest reproduce pytest clean
 
 course: execute site readme
@@ -84,14 +86,14 @@ check-imports: venv  ## no code cell mixes imports with other code (nbdev would 
 	$(BIN)/python tools/check_import_cells.py
 
 # --- checks that need a scratch folder ------------------------------------------------------
-SCRATCH_TARGETS := test check-export check-clean check-readme check-wheel nbtest reproduce pytest
+SCRATCH_TARGETS := test check-export check-clean check-readme check-wheel nbtest reproduce smoke pytest
 ifeq ($(strip $(SCRATCH)),)
 # Run in a sub-make with a fresh scratch folder, removed when it exits, passed or failed. (SCRATCH=DIR uses DIR and keeps it.)
 $(SCRATCH_TARGETS):
 	@tmp=$$(mktemp -d) && trap 'rm -rf "$$tmp"' EXIT && trap 'exit 130' INT TERM && \
 	  $(MAKE) --no-print-directory $@ SCRATCH="$$tmp"
 else
-test: venv lint check-headings check-imports check-export check-clean check-readme check-wheel nbtest reproduce pytest site-check
+test: venv lint check-headings check-imports check-export check-clean check-readme check-wheel nbtest reproduce smoke pytest site-check
 	@echo "make test: all checks passed"
 
 check-export: venv   ## the library is exactly what the notebooks export
@@ -128,6 +130,11 @@ reproduce: venv      ## the $(REPRODUCE) chapters re-executed record exactly the
 	  FM_COURSE_PROFILE=$(PROFILE) FM_COURSE_RESULTS=$(SCRATCH)/results $(BIN)/nbdev_test --path nbs/$$ch.ipynb $(NBFLAGS) \
 	    || exit 1; done
 	$(BIN)/python tools/check_results.py $(SCRATCH)/results/$(PROFILE).json results/$(PROFILE).json --chapters $(REPRODUCE)
+
+smoke: venv          ## the full profile at toy sizes: every notebook, `#| full` cells included (records to a scratch folder;
+                     ## SMOKE_ARGS='--path nbs/XX.ipynb' for one notebook)
+	FM_COURSE_PROFILE=full FM_COURSE_SMOKE=1 FM_COURSE_RESULTS=$(SCRATCH)/smoke \
+	  $(BIN)/nbdev_test --flags full --n_workers 1 --timing $(SMOKE_ARGS)
 
 pytest: venv
 	FM_COURSE_RESULTS=$(SCRATCH)/results $(BIN)/python -m pytest -q tests/

@@ -4,7 +4,7 @@
 
 # %% ../nbs/00_core.ipynb #a59e4565
 from __future__ import annotations
-import contextlib, hashlib, json, math, os, platform, random, tempfile, time, warnings
+import atexit, contextlib, hashlib, json, linecache, math, os, platform, random, shutil, sys, tempfile, time, warnings
 from collections.abc import Callable
 from pathlib import Path
 from dataclasses import dataclass
@@ -14,12 +14,12 @@ import torch
 from torch import nn
 
 # %% auto #0
-__all__ = ['DEVICE_ENV', 'PROFILE_ENV', 'PROFILES', 'PEAK_FLOPS_BF16', 'CACHE_ENV', 'RESULTS_ENV', 'ENV_KEY',
-           'VERSIONED_LIBRARIES', 'check_arg', 'get_device', 'seed_everything', 'get_profile', 'by_profile',
-           'require_full_profile', 'init_distributed', 'dist_info', 'is_main_process', 'n_params', 'sync_device',
-           'Timer', 'peak_flops', 'mfu', 'atomic_path', 'cache_dir', 'save_checkpoint', 'load_checkpoint',
-           'fingerprint', 'CachedRun', 'cached_run', 'project_root', 'results_file', 'library_versions', 'load_results',
-           'record_result', 'clear_results', 'results_table']
+__all__ = ['DEVICE_ENV', 'PROFILE_ENV', 'PROFILES', 'SMOKE_ENV', 'PEAK_FLOPS_BF16', 'CACHE_ENV', 'RESULTS_ENV', 'ENV_KEY',
+           'VERSIONED_LIBRARIES', 'SMOKE_RESULTS', 'check_arg', 'get_device', 'seed_everything', 'get_profile',
+           'is_smoke', 'by_profile', 'require_full_profile', 'init_distributed', 'dist_info', 'is_main_process',
+           'n_params', 'sync_device', 'Timer', 'peak_flops', 'mfu', 'atomic_path', 'cache_dir', 'save_checkpoint',
+           'load_checkpoint', 'fingerprint', 'CachedRun', 'cached_run', 'project_root', 'results_file',
+           'library_versions', 'load_results', 'record_result', 'clear_results', 'results_table']
 
 # %% ../nbs/00_core.ipynb #542ab9f2
 _TYPE_NAMES = {bool: 'a bool', int: 'an int', float: 'a number', str: 'a str', nn.Module: 'a torch.nn.Module',
@@ -118,20 +118,50 @@ def get_profile() -> str:
     if p not in PROFILES: raise ValueError(f"{PROFILE_ENV}={p!r}; expected one of {PROFILES}")
     return p
 
+SMOKE_ENV = 'FM_COURSE_SMOKE'
+
+def is_smoke() -> bool:
+    "True under smoke mode, `$FM_COURSE_SMOKE=1` with `$FM_COURSE_PROFILE=full`: the full profile's code at toy sizes, on any device."
+    raw = os.environ.get(SMOKE_ENV, '').strip()
+    if raw in ('', '0'): return False
+    if raw != '1': raise ValueError(f"{SMOKE_ENV}={raw!r}; expected '1' (smoke mode) or '0' / unset")
+    if get_profile() != 'full':
+        raise ValueError(f"{SMOKE_ENV}=1 runs the full profile's code at toy sizes, so it needs {PROFILE_ENV}=full, "
+                         f"got the {get_profile()!r} profile: run `make smoke`, or unset {SMOKE_ENV}")
+    return True
+
+def _caller(depth: int = 2) -> str:
+    "'file:line: source line' of the code `depth` frames up (a notebook cell's line too), for error messages."
+    f = sys._getframe(depth)
+    line = linecache.getline(f.f_code.co_filename, f.f_lineno).strip()
+    return f"{f.f_code.co_filename}:{f.f_lineno}" + (f": {line}" if line else '')
+
+class _NoSmokeValue:
+    "The default of `by_profile`'s `smoke`: no toy value given (None is a value)."
+    def __repr__(self): return 'NO_SMOKE_VALUE'
+_NO_SMOKE_VALUE = _NoSmokeValue()
+
 def by_profile(fast,  # the value for the fast profile (a laptop CPU, CI)
                full,  # the value for the full profile (a GPU)
+               smoke=_NO_SMOKE_VALUE,  # the value under smoke mode (`is_smoke`): the full profile's code at toy size; required there
               ):
-    "`fast` under the fast profile, `full` under the full one."
+    "`fast` under the fast profile, `full` under the full one, `smoke` under smoke mode (where a call without it is an error that names it)."
+    if is_smoke():
+        if smoke is _NO_SMOKE_VALUE:
+            raise TypeError(f"by_profile(fast={_short(fast, 40)}, full={_short(full, 40)}) has no smoke= value, which {SMOKE_ENV}=1 "
+                            f"needs: give it a toy size (tiny data, one or two epochs or steps). The call: {_caller()}")
+        return smoke
     return full if get_profile() == 'full' else fast
 
 def require_full_profile(device: str | torch.device,  # the device the `#| full` cell will run on
                         ) -> None:
-    "Guard for a `#| full` cell: raise unless `$FM_COURSE_PROFILE` is 'full' and `device` is a CUDA GPU."
+    "Guard for a `#| full` cell: raise unless `$FM_COURSE_PROFILE` is 'full' and `device` is a CUDA GPU (any device under smoke mode)."
     if get_profile() != 'full':
-        raise RuntimeError(f"this `#| full` cell reads its sizes from {PROFILE_ENV}, which is not 'full': run `make test-full`, "
-                           f"or set {PROFILE_ENV}=full as well as `nbdev_test --flags full`")
-    if torch.device(device).type != 'cuda':
-        raise RuntimeError(f"the full profile is meant for a CUDA GPU; this cell would run on {torch.device(device)}")
+        raise RuntimeError(f"this `#| full` cell reads its sizes from {PROFILE_ENV}, which is not 'full': run `make test-full` "
+                           f"(or `make smoke` for toy sizes), or set {PROFILE_ENV}=full as well as `nbdev_test --flags full`")
+    if torch.device(device).type != 'cuda' and not is_smoke():
+        raise RuntimeError(f"the full profile is meant for a CUDA GPU; this cell would run on {torch.device(device)} "
+                           f"(`make smoke`, {SMOKE_ENV}=1, runs it at toy size on any device)")
 
 
 # %% ../nbs/00_core.ipynb #6b66140e
@@ -323,6 +353,16 @@ class CachedRun:
     path: Path  # the checkpoint file of this key
 
 _KEY_META, _RESULTS_META = 'fm_course.key', 'fm_course.results'
+_smoke_checkpoints: Path | None = None
+
+def _checkpoint_dir() -> Path:
+    "`cache_dir()/'checkpoints'`; under smoke mode a temporary folder that lives as long as the process."
+    global _smoke_checkpoints
+    if not is_smoke(): return cache_dir()/'checkpoints'
+    if _smoke_checkpoints is None:
+        _smoke_checkpoints = Path(tempfile.mkdtemp(prefix='fm_course-smoke-checkpoints-'))
+        atexit.register(shutil.rmtree, _smoke_checkpoints, ignore_errors=True)
+    return _smoke_checkpoints
 
 def cached_run(key: dict,  # everything that determines the run (configuration, data fingerprints, versions); JSON-serialisable
                build: Callable[[], nn.Module],  # makes the untrained model, seeded, on its device
@@ -334,12 +374,13 @@ def cached_run(key: dict,  # everything that determines the run (configuration, 
     """`train(build())` once per `key`: the weights and the results are saved to `cache_dir()/'checkpoints'`, and a later
     call with an equal `key` (PyTorch's version is added to it) loads them instead of training. Under torchrun every
     process trains and rank 0 alone writes. A checkpoint that cannot
-    be used is trained again with a warning. The global random state is left as it was found."""
+    be used is trained again with a warning. The global random state is left as it was found. Under smoke mode
+    (`is_smoke`) the checkpoints live in a temporary folder that the process deletes when it exits."""
     check_arg('key', key, dict); check_arg('name', name, str); check_arg('cache', cache, bool)
     key = {**key, 'torch': torch.__version__}
     try: key_json = json.dumps(key, sort_keys=True, separators=(',', ':'), allow_nan=False)
     except (TypeError, ValueError) as e: raise TypeError(f"key must be JSON-serialisable: {e}") from e
-    path = cache_dir()/'checkpoints'/f"{name}-{hashlib.sha256(key_json.encode()).hexdigest()[:16]}.safetensors"
+    path = _checkpoint_dir()/f"{name}-{hashlib.sha256(key_json.encode()).hexdigest()[:16]}.safetensors"
     if cache and path.is_file():
         with _random_state_kept(): model = build()
         try:
@@ -369,13 +410,15 @@ def project_root(start: str | os.PathLike | None = None,  # where to start looki
         if (q/'settings.ini').is_file(): return q
     return None
 
-def results_file(profile: str | None = None,  # 'fast' or 'full'; None: the current profile
+SMOKE_RESULTS = 'smoke'
+
+def results_file(profile: str | None = None,  # 'fast', 'full' or 'smoke' (`SMOKE_RESULTS`); None: the current profile, 'smoke' under smoke mode
                 ) -> Path:
-    "The JSON file that `record_result` writes for `profile`."
-    profile = profile or get_profile()
-    if profile not in PROFILES: raise ValueError(f"profile={profile!r}; expected one of {PROFILES}")
+    "The JSON file that `record_result` writes for `profile`: `<profile>.json` in `$FM_COURSE_RESULTS`, else in the project's `results/` (never for 'smoke'), else in `~/.cache/fm_course/results`."
+    profile = profile or (SMOKE_RESULTS if is_smoke() else get_profile())
+    if profile not in (*PROFILES, SMOKE_RESULTS): raise ValueError(f"profile={profile!r}; expected one of {(*PROFILES, SMOKE_RESULTS)}")
     if os.environ.get(RESULTS_ENV): folder = Path(os.environ[RESULTS_ENV])
-    elif (root := project_root()) is not None: folder = root/'results'
+    elif profile != SMOKE_RESULTS and (root := project_root()) is not None: folder = root/'results'
     else: folder = Path.home()/'.cache'/'fm_course'/'results'
     return folder/f'{profile}.json'
 
@@ -399,7 +442,7 @@ def _locked(path: Path):
         except ImportError: pass  # Windows: no parallel notebook runs to guard against
         yield
 
-def load_results(profile: str | None = None,  # 'fast' or 'full'; None: the current profile
+def load_results(profile: str | None = None,  # 'fast', 'full' or 'smoke'; None: the current profile, 'smoke' under smoke mode
                 ) -> dict:
     "All records: {chapter: {name: {'value', 'text', 'unit', 'device', 'exact'}, '_env': library_versions()}}."
     f = results_file(profile)
@@ -454,7 +497,7 @@ def clear_results(chapter: str,  # the notebook's name
         if res.pop(chapter, None) is None: return
         _write_results(f, res)
 
-def results_table(profile: str | None = None,  # 'fast' or 'full'; None: the current profile
+def results_table(profile: str | None = None,  # 'fast', 'full' or 'smoke'; None: the current profile, 'smoke' under smoke mode
                  ) -> str:
     "The recorded results as a Markdown table, one row per (chapter, result); the `_env` entries are left out."
     res = load_results(profile)

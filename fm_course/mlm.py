@@ -13,12 +13,14 @@ from torch import nn
 
 from .core import check_arg, get_device, sync_device
 from .data import minilm_path
-from .train import History, accuracy, autocast, fit
+from .models import SentenceClassifier
+from .train import History, LengthBuckets, autocast, finetune
+_all_ = ['SentenceClassifier', 'LengthBuckets']      # re-exported: they live in fm_course.models and fm_course.train
 
 # %% auto #0
 __all__ = ['mask_tokens', 'mlm_loss', 'masked_accuracy', 'bert_tokenizer', 'pack_sequences', 'selected_budget', 'mlm_step',
-           'pretrain_mlm', 'SentenceClassifier', 'LengthBuckets', 'train_classifier', 'finetune_classifier',
-           'check_perplexity']
+           'pretrain_mlm', 'train_classifier', 'finetune_classifier', 'check_perplexity', 'SentenceClassifier',
+           'LengthBuckets']
 
 # %% ../nbs/30_mlm.ipynb #3e90c5f3
 def mask_tokens(input_ids: torch.Tensor,  # token ids `[...]`, int64 or int32, on any device
@@ -186,57 +188,6 @@ def pretrain_mlm(model,  # a transformers `BertForMaskedLM`, moved to `device`
     return History(log_rows)
 
 # %% ../nbs/30_mlm.ipynb #4ab67dce
-class SentenceClassifier(nn.Module):
-    r"""A BERT encoder (transformers' `BertModel`), the mean of its last hidden states over the non-padding tokens, dropout and a linear layer:
-    $\hat y = W \frac{1}{n}\sum_{t \le n} h_t + b$. Takes padded token ids (the attention mask is `input_ids != pad`); optionally starts from a pretrained encoder's `state_dict`."""
-    def __init__(self,
-                 config,  # a transformers `BertConfig` for the encoder
-                 n_classes: int = 2,  # outputs of the linear layer
-                 encoder_state: dict | None = None,  # a pretrained `BertModel` state_dict to start from; None: random init
-                 dropout: float = 0.1,  # dropout before the linear layer
-                ):
-        super().__init__()
-        from transformers import BertModel
-        self.pad_token_id = config.pad_token_id
-        self.encoder = BertModel(config, add_pooling_layer=False)
-        if encoder_state is not None:
-            missing, unexpected = self.encoder.load_state_dict(encoder_state, strict=False)
-            if missing or unexpected: raise ValueError(f"encoder_state does not fit this encoder: missing {missing}, unexpected {unexpected}")
-        self.head = nn.Sequential(nn.Dropout(dropout), nn.Linear(config.hidden_size, n_classes))
-    def forward(self, input_ids: torch.Tensor) -> torch.Tensor:
-        mask = (input_ids != self.pad_token_id)                                      # [B, L]
-        h = self.encoder(input_ids=input_ids, attention_mask=mask.long()).last_hidden_state   # [B, L, d]
-        pooled = (h * mask[..., None]).sum(1) / mask.sum(1, keepdim=True).clamp(min=1)        # [B, d]: mean over real tokens
-        return self.head(pooled)                                                     # [B, n_classes]
-
-class LengthBuckets:
-    "Batches of token-id lists padded only to their own longest member: examples sorted by length, cut into batches once (moved to the device once), batch order shuffled every epoch."
-    def __init__(self,
-                 token_ids: list[list[int]],  # one list of ids per example, unpadded
-                 labels: torch.Tensor,  # `[N]` int64
-                 batch_size: int,  # examples per batch
-                 pad_token_id: int,  # id used to pad a batch to its longest member
-                 shuffle: bool = False,  # shuffle the order of the batches every epoch
-                 generator: torch.Generator | None = None,  # for the shuffle
-                 device: str | torch.device | None = None,  # where the batches live; None: `get_device()`
-                ):
-        if len(token_ids) != len(labels): raise ValueError(f"token_ids and labels must have the same length, got {len(token_ids)} and {len(labels)}")
-        check_arg('batch_size', batch_size, int, lo=1)
-        device = get_device(device)
-        order = sorted(range(len(token_ids)), key=lambda i: len(token_ids[i]))
-        self.batches = []
-        for b in range(0, len(order), batch_size):
-            idx = order[b:b + batch_size]
-            width = max(len(token_ids[i]) for i in idx)
-            x = torch.full((len(idx), width), pad_token_id, dtype=torch.int64)
-            for r, i in enumerate(idx): x[r, :len(token_ids[i])] = torch.tensor(token_ids[i])
-            self.batches.append((x.to(device), labels[idx].to(device)))
-        self.shuffle, self.generator = shuffle, generator
-    def __len__(self): return len(self.batches)
-    def __iter__(self):
-        order = torch.randperm(len(self.batches), generator=self.generator).tolist() if self.shuffle else range(len(self.batches))
-        return (self.batches[i] for i in order)
-
 def train_classifier(model: nn.Module,  # a `SentenceClassifier` (or any module from padded ids to logits)
                      train: LengthBuckets,  # labelled training batches
                      valid: LengthBuckets | None = None,  # scored (loss, accuracy) after every epoch; None: not scored
@@ -245,14 +196,8 @@ def train_classifier(model: nn.Module,  # a `SentenceClassifier` (or any module 
                      lr: float,  # peak learning rate, decayed linearly to 0
                      device: str | torch.device | None = None,  # where to train; None: `get_device()`
                     ) -> History:
-    "Fine-tune `model` with AdamW (linear decay to 0, weight decay 0.01, gradient norm clipped at 1) on `train`; `fit`'s `History`, with `valid_acc` per epoch if `valid` is given."
-    check_arg('lr', lr, lo=0, lo_open=True)
-    device = get_device(device)
-    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.01)
-    total = epochs * len(train)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: max(0.0, 1 - s / total))
-    return fit(model, train, loss_fn=F.cross_entropy, opt=opt, epochs=epochs, sched=sched, clip_grad=1.0, valid_dl=valid,
-               metrics={'acc': accuracy}, device=device, progress=False)
+    "`finetune` with this chapter's recipe: AdamW with weight decay 0.01, the learning rate decayed linearly from `lr` to 0 (no warm-up), gradient norm clipped at 1; `fit`'s `History`, with `valid_acc` per epoch if `valid` is given."
+    return finetune(model, train, valid_dl=valid, epochs=epochs, lr=lr, weight_decay=0.01, device=device)
 
 def finetune_classifier(model: nn.Module,  # as in `train_classifier`
                         train: LengthBuckets,  # labelled training batches

@@ -5,16 +5,18 @@
 # %% ../nbs/02_train.ipynb #f2b00ebc
 from __future__ import annotations
 import contextlib, copy, math, time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
-from .core import check_arg, dist_info, get_device
+from .core import check_arg, dist_info, get_device, is_smoke
 
 # %% auto #0
-__all__ = ['TensorLoader', 'accuracy', 'autocast', 'History', 'evaluate', 'get_preds', 'fit']
+__all__ = ['TensorLoader', 'LengthBuckets', 'accuracy', 'autocast', 'History', 'evaluate', 'get_preds', 'fit', 'l2sp_penalty',
+           'finetune']
 
 # %% ../nbs/02_train.ipynb #1f6c1f01
 class TensorLoader:
@@ -68,6 +70,35 @@ class TensorLoader:
             if self.tfm is not None: batch[0] = self.tfm(batch[0])
             yield tuple(batch)
 
+# %% ../nbs/02_train.ipynb #66cbad6d
+class LengthBuckets:
+    "Batches of token-id lists padded only to their own longest member: examples sorted by length, cut into batches once (moved to the device once), batch order shuffled every epoch."
+    def __init__(self,
+                 token_ids: list[list[int]],  # one list of ids per example, unpadded
+                 labels: torch.Tensor,  # `[N]` int64
+                 batch_size: int,  # examples per batch
+                 pad_token_id: int,  # id used to pad a batch to its longest member
+                 shuffle: bool = False,  # shuffle the order of the batches every epoch
+                 generator: torch.Generator | None = None,  # a CPU generator for the shuffle; None: PyTorch's global one
+                 device: str | torch.device | None = None,  # where the batches live; None: `get_device()`
+                ):
+        if len(token_ids) != len(labels): raise ValueError(f"token_ids and labels must have the same length, got {len(token_ids)} and {len(labels)}")
+        check_arg('batch_size', batch_size, int, lo=1)
+        device = get_device(device)
+        order = sorted(range(len(token_ids)), key=lambda i: len(token_ids[i]))
+        self.batches = []
+        for b in range(0, len(order), batch_size):
+            idx = order[b:b + batch_size]
+            width = max(len(token_ids[i]) for i in idx)
+            x = torch.full((len(idx), width), pad_token_id, dtype=torch.int64)          # [B, width]
+            for r, i in enumerate(idx): x[r, :len(token_ids[i])] = torch.tensor(token_ids[i])
+            self.batches.append((x.to(device), labels[idx].to(device)))
+        self.shuffle, self.generator = shuffle, generator
+    def __len__(self): return len(self.batches)
+    def __iter__(self):
+        order = torch.randperm(len(self.batches), generator=self.generator).tolist() if self.shuffle else range(len(self.batches))
+        return (self.batches[i] for i in order)
+
 # %% ../nbs/02_train.ipynb #25617a2e
 def accuracy(logits: torch.Tensor,  # [N, C] scores
              targets: torch.Tensor,  # [N] class indices
@@ -80,9 +111,11 @@ def accuracy(logits: torch.Tensor,  # [N, C] scores
 def autocast(device: torch.device | str,  # the device the forward pass runs on
              enabled: bool = True,  # False: always a no-op (full float32)
             ):
-    "bf16 autocast on CUDA; a no-op context elsewhere (CPU autocast slows these small models down)."
+    "bf16 autocast on CUDA, and on the CPU under smoke mode (`is_smoke`) so that CUDA's dtype mistakes show up in CI; a no-op context elsewhere (CPU autocast slows these small models down)."
     device = torch.device(device)
-    if enabled and device.type == 'cuda': return torch.autocast('cuda', dtype=torch.bfloat16)
+    if not enabled: return contextlib.nullcontext()
+    if device.type == 'cuda': return torch.autocast('cuda', dtype=torch.bfloat16)
+    if device.type == 'cpu' and is_smoke(): return torch.autocast('cpu', dtype=torch.bfloat16)
     return contextlib.nullcontext()
 
 # %% ../nbs/02_train.ipynb #959e86af
@@ -143,7 +176,7 @@ def evaluate(model: nn.Module,  # the network, put in eval mode for the pass and
              loss_fn: Callable,  # `loss_fn(output, *targets)`, a batch mean
              metrics: dict | None = None,  # name -> `metric(output, targets[0])`, each a batch mean
              device: str | torch.device | None = None,  # where to compute; None: `get_device()`
-             amp: bool = True,  # bf16 autocast on CUDA (`autocast`); False: float32 throughout
+             amp: bool = True,  # bf16 autocast on CUDA, and on the CPU under smoke mode (`autocast`); False: float32 throughout
             ) -> dict:
     """Mean `loss_fn(output, *targets)` and `metric(output, targets[0])` over batches `(x, *targets)` of `dl`, in eval mode,
     as floats (one host sync at the end). Under torchrun the means are over the rows of every process."""
@@ -174,7 +207,7 @@ def evaluate(model: nn.Module,  # the network, put in eval mode for the pass and
 def get_preds(model: nn.Module,  # the network, put in eval mode for the pass and restored after
               dl: Iterable,  # batches `(x, y, *extra)`
               device: str | torch.device | None = None,  # where to compute; None: `get_device()`
-              amp: bool = True,  # bf16 autocast on CUDA (`autocast`); False: float32 throughout
+              amp: bool = True,  # bf16 autocast on CUDA, and on the CPU under smoke mode (`autocast`); False: float32 throughout
              ) -> tuple[torch.Tensor, torch.Tensor]:
     "Concatenated float32 logits and targets of `model` over `dl`, on the CPU (under torchrun: this process's rows)."
     check_arg('model', model, nn.Module); check_arg('amp', amp, bool)
@@ -203,7 +236,7 @@ def fit(model: nn.Module,  # the network to train; moved to `device`
         clip_grad: float | None = None,  # cap on the global gradient norm; None: no clipping
         patience: int | None = None,  # stop after this many epochs without a lower validation loss, keeping the best weights
         device: str | torch.device | None = None,  # where to train; None: `get_device()`
-        amp: bool = True,  # bf16 autocast on CUDA, in training and in validation; False: float32 throughout
+        amp: bool = True,  # bf16 autocast on CUDA (and on the CPU under smoke mode), in training and in validation; False: float32 throughout
         progress: bool = True,  # show fastprogress bars and a table of the epochs (on the main process)
        ) -> History:
     """Train `model` on `train_dl` for `epochs`: minimise $\\frac1N\\sum_i \\ell(f_\\theta(x_i), y_i)$ by `opt`.
@@ -269,3 +302,56 @@ def fit(model: nn.Module,  # the network to train; moved to `device`
                 if bad_epochs >= patience: break
     if best_state is not None: model.load_state_dict(best_state)
     return hist
+
+# %% ../nbs/02_train.ipynb #cf70b2d9
+def l2sp_penalty(model: nn.Module,  # the network being fine-tuned
+                 start: dict[str, torch.Tensor],  # $\theta_0$: parameter name -> starting value; parameters not named are not penalised
+                 alpha: float,  # strength $\alpha \ge 0$
+                ) -> torch.Tensor:
+    r"L2-SP (Li et al., 2018): $\frac{\alpha}{2}\lVert\theta - \theta_0\rVert^2$ over the trainable parameters named in `start`; its gradient is $\alpha(\theta - \theta_0)$."
+    check_arg('model', model, nn.Module); check_arg('start', start, dict); check_arg('alpha', alpha, float, lo=0)
+    terms = [((p - start[n]) ** 2).sum() for n, p in model.named_parameters() if p.requires_grad and n in start]
+    if not terms: raise ValueError("start names none of model's trainable parameters")
+    return 0.5 * alpha * torch.stack(terms).sum()
+
+def finetune(model: nn.Module,  # the network; only parameters with `requires_grad` are trained; moved to `device`
+             train_dl: Iterable,  # batches `(x, y)`; `x` a tensor or anything with `.to(device)` and `len`
+             *,
+             epochs: int,  # passes over `train_dl`
+             lr: float,  # peak learning rate of AdamW
+             valid_dl: Iterable | None = None,  # scored (cross-entropy, accuracy) after every epoch; None: not scored
+             weight_decay: float = 0.0,  # AdamW's decoupled decay toward 0, $\theta \leftarrow \theta - \eta\lambda\theta$ per step
+             l2sp: float = 0.0,  # strength $\alpha$ of the L2-SP penalty toward the starting point, $\frac\alpha2\lVert\theta-\theta_0\rVert^2$
+             l2sp_skip: Sequence[str] = (),  # prefixes of parameter names left out of the L2-SP pull, e.g. ('head',) for a new, randomly initialised head
+             warmup: float = 0.0,  # share of the steps with a linear warm-up, in [0, 1); then linear decay to 0
+             clip_grad: float | None = 1.0,  # cap on the global gradient norm; None: no clipping
+             device: str | torch.device | None = None,  # where to train; None: `get_device()`
+             progress: bool = False,  # show fastprogress bars
+            ) -> History:
+    r"""Fine-tune `model` from its current weights $\theta_0$ by `fit`: minimise
+    $\frac1N\sum_i \mathrm{CE}(f_\theta(x_i), y_i) + \frac{\alpha}{2}\lVert\theta - \theta_0\rVert^2$ over the trainable parameters (the penalty
+    over those not named in `l2sp_skip`) with AdamW (linear warm-up, then linear decay to 0, stepped per batch; gradient
+    norm clipped). Returns `fit`'s `History` (`valid_acc` per epoch with `valid_dl`)."""
+    check_arg('model', model, nn.Module)
+    check_arg('epochs', epochs, int, lo=1); check_arg('lr', lr, float, lo=0, lo_open=True)
+    check_arg('weight_decay', weight_decay, float, lo=0); check_arg('l2sp', l2sp, float, lo=0)
+    check_arg('warmup', warmup, float, lo=0, hi=1, hi_open=True)
+    if isinstance(l2sp_skip, str) or not isinstance(l2sp_skip, Sequence) or not all(isinstance(t, str) and t for t in l2sp_skip):
+        raise TypeError(f"l2sp_skip must be a sequence of parameter-name prefixes such as ('head',), got {l2sp_skip!r}")
+    params = [p for p in model.parameters() if p.requires_grad]
+    if not params: raise ValueError("model has no trainable parameter (every requires_grad is False)")
+    device = get_device(device)
+    model.to(device)
+    opt = torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
+    total = epochs * len(train_dl)
+    n_warm = int(warmup * total)
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        opt, lambda s: (s + 1) / n_warm if s < n_warm else max(0.0, (total - s) / max(1, total - n_warm)))
+    loss_fn = F.cross_entropy
+    if l2sp > 0:
+        start = {n: p.detach().clone() for n, p in model.named_parameters()                      # theta_0
+                 if p.requires_grad and not any(n == t or n.startswith(t + '.') for t in l2sp_skip)}
+        if not start: raise ValueError(f"l2sp_skip={tuple(l2sp_skip)!r} leaves no trainable parameter for the L2-SP penalty")
+        loss_fn = lambda out, y: F.cross_entropy(out, y) + l2sp_penalty(model, start, l2sp)
+    return fit(model, train_dl, loss_fn=loss_fn, valid_loss_fn=F.cross_entropy, opt=opt, epochs=epochs, sched=sched,
+               clip_grad=clip_grad, valid_dl=valid_dl, metrics={'acc': accuracy}, device=device, progress=progress)

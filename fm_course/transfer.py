@@ -5,31 +5,24 @@
 # %% ../nbs/20_transfer.ipynb #399187fc
 from __future__ import annotations
 import copy, math
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from .core import check_arg, get_device
-from .train import History, accuracy, autocast, fit
+from .models import masked_mean
+from .train import autocast, finetune, l2sp_penalty
+_all_ = ['masked_mean', 'finetune', 'l2sp_penalty']      # re-exported: they live in fm_course.models and fm_course.train
 
 # %% auto #0
-__all__ = ['masked_mean', 'pooled_features', 'MaskedStates', 'lower_states', 'StateBatches', 'TopBlocksClassifier',
-           'l2sp_penalty', 'finetune', 'LoRALinear', 'add_lora', 'merge_lora', 'FrozenBackbone', 'resnet18_transfer',
-           'check_merged_weight', 'check_head_from_probe']
+__all__ = ['pooled_features', 'MaskedStates', 'lower_states', 'StateBatches', 'TopBlocksClassifier', 'LoRALinear', 'add_lora',
+           'merge_lora', 'FrozenBackbone', 'resnet18_transfer', 'check_merged_weight', 'check_head_from_probe',
+           'check_lora_trainable', 'check_block_distance', 'check_l2sp_sweep', 'masked_mean', 'finetune',
+           'l2sp_penalty']
 
 # %% ../nbs/20_transfer.ipynb #844e7a8b
-def masked_mean(h: torch.Tensor,  # hidden states `[B, L, d]`
-                mask: torch.Tensor,  # `[B, L]`, 1/True at real tokens, 0/False at padding
-               ) -> torch.Tensor:
-    r"Mean pooling over the real tokens: $\varphi = \frac{\sum_t m_t h_t}{\sum_t m_t}$, `[B, d]`."
-    check_arg('h', h, torch.Tensor); check_arg('mask', mask, torch.Tensor)
-    if h.ndim != 3 or mask.shape != h.shape[:2]: raise ValueError(f"h must be [B, L, d] and mask [B, L], got {tuple(h.shape)} and {tuple(mask.shape)}")
-    m = mask.to(h.dtype)[..., None]                                          # [B, L, 1]
-    return (h * m).sum(1) / m.sum(1).clamp(min=1)                           # [B, d]
-
 def _check_texts(texts):
     if isinstance(texts, str) or not isinstance(texts, Sequence) or not texts or not all(isinstance(t, str) for t in texts):
         raise TypeError(f"texts must be a non-empty list of strings, got {type(texts).__name__}")
@@ -175,59 +168,6 @@ class TopBlocksClassifier(nn.Module):
                ) -> torch.Tensor:
         "Logits `[B, n_classes]`."
         return self.head(self.pooled(x))
-
-# %% ../nbs/20_transfer.ipynb #15c1b54e
-def l2sp_penalty(model: nn.Module,  # the network being fine-tuned
-                 start: dict[str, torch.Tensor],  # $\theta_0$: parameter name -> starting value; parameters not named are not penalised
-                 alpha: float,  # strength $\alpha \ge 0$
-                ) -> torch.Tensor:
-    r"L2-SP (Li et al., 2018): $\frac{\alpha}{2}\lVert\theta - \theta_0\rVert^2$ over the trainable parameters named in `start`; its gradient is $\alpha(\theta - \theta_0)$."
-    check_arg('model', model, nn.Module); check_arg('start', start, dict); check_arg('alpha', alpha, float, lo=0)
-    terms = [((p - start[n]) ** 2).sum() for n, p in model.named_parameters() if p.requires_grad and n in start]
-    if not terms: raise ValueError("start names none of model's trainable parameters")
-    return 0.5 * alpha * torch.stack(terms).sum()
-
-def finetune(model: nn.Module,  # the network; only parameters with `requires_grad` are trained; moved to `device`
-             train_dl: Iterable,  # batches `(x, y)`; `x` a tensor or anything with `.to(device)` and `len` (`MaskedStates`)
-             *,
-             epochs: int,  # passes over `train_dl`
-             lr: float,  # peak learning rate of AdamW
-             valid_dl: Iterable | None = None,  # scored (cross-entropy, accuracy) after every epoch; None: not scored
-             weight_decay: float = 0.0,  # AdamW's decoupled decay toward 0, $\theta \leftarrow \theta - \eta\lambda\theta$ per step
-             l2sp: float = 0.0,  # strength $\alpha$ of the L2-SP penalty toward the starting point, $\frac\alpha2\lVert\theta-\theta_0\rVert^2$
-             l2sp_skip: Sequence[str] = (),  # prefixes of parameter names left out of the L2-SP pull, e.g. ('head',) for a new, randomly initialised head
-             warmup: float = 0.0,  # share of the steps with a linear warm-up, in [0, 1); then linear decay to 0
-             clip_grad: float | None = 1.0,  # cap on the global gradient norm; None: no clipping
-             device: str | torch.device | None = None,  # where to train; None: `get_device()`
-             progress: bool = False,  # show fastprogress bars
-            ) -> History:
-    r"""Fine-tune `model` from its current weights $\theta_0$ by `fm_course.train.fit`: minimise
-    $\frac1N\sum_i \mathrm{CE}(f_\theta(x_i), y_i) + \frac{\alpha}{2}\lVert\theta - \theta_0\rVert^2$ over the trainable parameters (the penalty
-    over those not named in `l2sp_skip`) with AdamW
-    (linear warm-up, then linear decay to 0; gradient norm clipped). Returns `fit`'s `History` (`valid_acc` per epoch with `valid_dl`)."""
-    check_arg('model', model, nn.Module)
-    check_arg('epochs', epochs, int, lo=1); check_arg('lr', lr, float, lo=0, lo_open=True)
-    check_arg('weight_decay', weight_decay, float, lo=0); check_arg('l2sp', l2sp, float, lo=0)
-    check_arg('warmup', warmup, float, lo=0, hi=1, hi_open=True)
-    if isinstance(l2sp_skip, str) or not isinstance(l2sp_skip, Sequence) or not all(isinstance(t, str) and t for t in l2sp_skip):
-        raise TypeError(f"l2sp_skip must be a sequence of parameter-name prefixes such as ('head',), got {l2sp_skip!r}")
-    params = [p for p in model.parameters() if p.requires_grad]
-    if not params: raise ValueError("model has no trainable parameter (every requires_grad is False)")
-    device = get_device(device)
-    model.to(device)
-    opt = torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
-    total = epochs * len(train_dl)
-    n_warm = int(warmup * total)
-    sched = torch.optim.lr_scheduler.LambdaLR(
-        opt, lambda s: (s + 1) / n_warm if s < n_warm else max(0.0, (total - s) / max(1, total - n_warm)))
-    loss_fn = F.cross_entropy
-    if l2sp > 0:
-        start = {n: p.detach().clone() for n, p in model.named_parameters()                      # theta_0
-                 if p.requires_grad and not any(n == t or n.startswith(t + '.') for t in l2sp_skip)}
-        if not start: raise ValueError(f"l2sp_skip={tuple(l2sp_skip)!r} leaves no trainable parameter for the L2-SP penalty")
-        loss_fn = lambda out, y: F.cross_entropy(out, y) + l2sp_penalty(model, start, l2sp)
-    return fit(model, train_dl, loss_fn=loss_fn, valid_loss_fn=F.cross_entropy, opt=opt, epochs=epochs, sched=sched,
-               clip_grad=clip_grad, valid_dl=valid_dl, metrics={'acc': accuracy}, device=device, progress=progress)
 
 # %% ../nbs/20_transfer.ipynb #98a9a689
 class LoRALinear(nn.Module):
@@ -402,4 +342,110 @@ def check_head_from_probe(head_from_probe,  # your `head_from_probe(clf)` → `n
     want = torch.from_numpy(clf.predict_proba(x.numpy())[:, 1])
     if not torch.allclose(p, want, atol=1e-4): raise AssertionError(f"the head's P(class 1) differs from predict_proba by up to {(p - want).abs().max():.3g}")
     print('check_head_from_probe: correct')
+    return True
+
+# %% ../nbs/20_transfer.ipynb #d4f80fdc
+def _tiny_bert() -> nn.Module:
+    "A 2-block BERT encoder of width 16 (an intermediate width of 24, so some matrices are not square)."
+    from transformers import BertConfig, BertModel
+    return BertModel(BertConfig(vocab_size=30, hidden_size=16, num_hidden_layers=2, num_attention_heads=2, intermediate_size=24,
+                                max_position_embeddings=16), add_pooling_layer=False).eval()
+
+def check_lora_trainable(count_trainable,  # your `count_trainable(model)` → the number of parameters fine-tuning changes, an int
+                        ) -> bool:
+    r"""Exercise 1: check `count_trainable(model)` on small models adapted by `add_lora` at several ranks and target sets (a 2-block
+    BERT under a new head, and an MLP): it must equal $\sum r(d + k)$ over the adapted $d\times k$ matrices plus the parameters
+    `train_also` keeps trainable (the head), counted from the shapes of the matched layers before they are adapted."""
+    import numbers
+    from collections import OrderedDict
+    def mlp(): return nn.Sequential(OrderedDict(fc1=nn.Linear(10, 20), act=nn.ReLU(), fc2=nn.Linear(20, 6), head=nn.Linear(6, 3)))
+    cases = [(lambda: TopBlocksClassifier(_tiny_bert(), 2), 1, ('query', 'value'), ('head',)),
+             (lambda: TopBlocksClassifier(_tiny_bert(), 2), 4, ('query', 'value'), ('head',)),
+             (lambda: TopBlocksClassifier(_tiny_bert(), 2), 8, ('intermediate.dense',), ('head',)),       # 24 x 16 matrices
+             (lambda: TopBlocksClassifier(_tiny_bert(), 1), 2, ('key', 'output.dense'), ()),             # both output.dense, no head
+             (mlp, 3, ('fc1', 'fc2'), ('head',))]
+    for build, r, targets, also in cases:
+        with torch.random.fork_rng(devices=[]):                                # the caller's global RNG is left as it was
+            torch.manual_seed(0)
+            model = build()
+            total = sum(p.numel() for p in model.parameters())
+            shapes = [(m.out_features, m.in_features) for n, m in model.named_modules()
+                      if isinstance(m, nn.Linear) and any(n == t or n.endswith('.' + t) for t in targets)]
+            n_also = sum(p.numel() for n, p in model.named_parameters() if any(n.startswith(t + '.') for t in also))
+            want = sum(r * (d + k) for d, k in shapes) + n_also
+            add_lora(model, r=r, alpha=2.0 * r, target_modules=targets, train_also=also)
+        if sum(p.numel() for p in model.parameters() if p.requires_grad) != want: raise RuntimeError("add_lora's count disagrees with r(d + k): a bug in the library")
+        got = count_trainable(model)
+        if isinstance(got, torch.Tensor) and got.numel() == 1: got = got.item()
+        if isinstance(got, float) and got.is_integer(): got = int(got)
+        if not isinstance(got, numbers.Integral) or isinstance(got, bool): raise AssertionError(f"count_trainable must return an int, got {type(got).__name__} {got!r}")
+        got = int(got)
+        if got == want: continue
+        setting = f"r = {r}, target_modules = {targets}, train_also = {also}"
+        if got == total + sum(r * (d + k) for d, k in shapes): raise AssertionError(f"{setting}: {got:,d} counts every parameter, the frozen ones too; count those with requires_grad")
+        if got == want - n_also: raise AssertionError(f"{setting}: {got:,d} leaves out the {n_also:,d} parameters of {also}, which train too")
+        raise AssertionError(f"{setting}: count_trainable gives {got:,d}, expected {want:,d} = r(d + k) over {len(shapes)} adapted matrices "
+                             f"{sorted(set(shapes))} + {n_also:,d} in {also}")
+    print(f'check_lora_trainable: correct on {len(cases)} adapted models')
+    return True
+
+def check_block_distance(block_distance,  # your `block_distance(model, start)` → $\lVert\theta - \theta_0\rVert$ over `model.blocks`, a float
+                        ) -> bool:
+    r"""Exercise 3: check `block_distance(model, start)` $= \big(\sum_{p \in \text{blocks}} \lVert p - p_0\rVert^2\big)^{1/2}$ on a `TopBlocksClassifier`
+    whose head and blocks are moved by known amounts; `start` maps every parameter name to its value before fine-tuning."""
+    with torch.random.fork_rng(devices=[]):                                    # the caller's global RNG is left as it was
+        torch.manual_seed(0)
+        model = TopBlocksClassifier(_tiny_bert(), 2)
+    start = {n: p.detach().clone() for n, p in model.named_parameters()}
+    def ask(what: str) -> float:
+        got = block_distance(model, start)
+        try: return float(got.detach() if isinstance(got, torch.Tensor) else got)
+        except (TypeError, ValueError, RuntimeError): raise AssertionError(f"block_distance must return a number, got {type(got).__name__} ({what})") from None
+    if abs(ask('unchanged model')) > 1e-6: raise AssertionError("the unchanged model must be at distance 0 from its start")
+    g = torch.Generator().manual_seed(1)
+    with torch.no_grad():
+        for p in model.head.parameters(): p.add_(torch.randn(p.shape, generator=g))
+    if abs(ask('head moved')) > 1e-6: raise AssertionError("moving only the head changed the distance: measure the blocks' parameters (names starting with 'blocks.'), not the new head")
+    deltas = []
+    with torch.no_grad():
+        for p in model.blocks.parameters():
+            deltas.append(0.01 * torch.randn(p.shape, generator=g)); p.add_(deltas[-1])
+    want = math.sqrt(sum(float((d.double() ** 2).sum()) for d in deltas))
+    got = ask('blocks moved')
+    if not math.isclose(got, want, rel_tol=1e-4):
+        if math.isclose(got, want ** 2, rel_tol=1e-4): raise AssertionError(f"got {got:.4g}, the squared distance: take the square root")
+        raise AssertionError(f"block_distance = {got:.6g} after moving the blocks' parameters by known amounts, expected {want:.6g}")
+    print('check_block_distance: correct')
+    return True
+
+def check_l2sp_sweep(results: dict,  # your `{alpha: (test_accuracy, distance)}`: accuracy as a fraction, distance $\lVert\theta - \theta_0\rVert$ of the block
+                     alphas: Sequence[float] = (0, 0.01, 0.1, 1, 10),  # the strengths the exercise asks for
+                     rtol: float = 0.05,  # tolerated relative rise of the distance from one alpha to the next (the optimiser is not exact)
+                     near: float = 0.2,  # the largest alpha must hold the distance under `near` times the distance at the smallest
+                    ) -> bool:
+    r"""Exercise 3: check what theory guarantees of an L2-SP sweep. If $\theta_a$ minimises $f(\theta) + \frac a2\lVert\theta - \theta_0\rVert^2$ and
+    $\theta_b$ the same with $b > a$, adding the two optimality inequalities gives $(b - a)\lVert\theta_b - \theta_0\rVert^2 \le (b - a)\lVert\theta_a - \theta_0\rVert^2$:
+    the distance cannot rise with $\alpha$, and it goes to 0 as $\alpha \to \infty$. So every asked alpha must be there with an accuracy in
+    [0, 1], the distances must not rise (beyond `rtol`), the block must have moved without the penalty, and the largest alpha
+    must hold it near $\theta_0$."""
+    check_arg('results', results, dict)
+    missing = [a for a in alphas if a not in results]
+    if missing: raise AssertionError(f"results has no entry for alpha = {missing}: run every alpha of {tuple(alphas)} (keys are the alphas as numbers)")
+    acc, dist = {}, {}
+    for a in alphas:
+        try: acc[a], dist[a] = (float(v.detach() if isinstance(v, torch.Tensor) else v) for v in results[a])
+        except (TypeError, ValueError, RuntimeError): raise AssertionError(f"results[{a}] must be a pair (test_accuracy, distance) of numbers, got {results[a]!r}") from None
+        if not 0 <= acc[a] <= 1: raise AssertionError(f"results[{a}]: the test accuracy must be a fraction in [0, 1], got {acc[a]}")
+        if not (math.isfinite(dist[a]) and dist[a] >= 0): raise AssertionError(f"results[{a}]: the distance must be a finite number >= 0, got {dist[a]}")
+    order = sorted(alphas)
+    if dist[order[0]] <= 0: raise AssertionError(f"the block did not move at alpha = {order[0]}: measure the fine-tuned model's blocks (`TopBlocksClassifier` copies them; the encoder never changes)")
+    for a, b in zip(order, order[1:]):
+        if dist[b] > dist[a] * (1 + rtol):
+            raise AssertionError(f"the distance rose from {dist[a]:.4g} at alpha = {a} to {dist[b]:.4g} at alpha = {b}: a stronger pull toward θ0 cannot end "
+                                 "further from it. Was it l2sp (not weight_decay), with l2sp_skip=('head',), and the same seed and data for every alpha?")
+    if dist[order[-1]] > near * dist[order[0]]:
+        raise AssertionError(f"at alpha = {order[-1]} the block is still {dist[order[-1]]:.4g} from θ0, {dist[order[-1]] / dist[order[0]]:.0%} of the "
+                             f"distance without the penalty ({dist[order[0]]:.4g}): the strongest pull should hold it near θ0 (under {near:.0%})")
+    print(f"check_l2sp_sweep: consistent; the distance falls from {dist[order[0]]:.3g} to {dist[order[-1]]:.3g}, the accuracy goes "
+          f"{', '.join(f'{acc[a]:.1%}' for a in order)}")
     return True

@@ -14,6 +14,7 @@ def scratch_env(tmp_path, monkeypatch):
     monkeypatch.setenv('FM_COURSE_CACHE', str(tmp_path / 'cache'))
     monkeypatch.delenv('FM_COURSE_DEVICE', raising=False)
     monkeypatch.delenv('FM_COURSE_PROFILE', raising=False)
+    monkeypatch.delenv('FM_COURSE_SMOKE', raising=False)   # a developer's exported smoke mode must not reach the tests
     yield tmp_path
 
 

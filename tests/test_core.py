@@ -1,4 +1,5 @@
-import json, os
+import json, os, subprocess, sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -6,8 +7,8 @@ import torch
 from torch import nn
 
 from fm_course.core import (Timer, atomic_path, by_profile, cache_dir, cached_run, check_arg, fingerprint, get_device, get_profile,
-                            library_versions, load_checkpoint, load_results, n_params, record_result, results_file, results_table,
-                            save_checkpoint, seed_everything, sync_device)
+                            is_smoke, library_versions, load_checkpoint, load_results, n_params, record_result, require_full_profile,
+                            results_file, results_table, save_checkpoint, seed_everything, sync_device)
 
 
 def test_get_device_default_and_override(monkeypatch):
@@ -53,6 +54,7 @@ def test_seed_everything_bad_input(bad, err):
 
 
 def test_profiles(monkeypatch):
+    monkeypatch.delenv('FM_COURSE_SMOKE', raising=False)
     assert get_profile() == 'fast' and by_profile(1, 2) == 1
     monkeypatch.setenv('FM_COURSE_PROFILE', 'full')
     assert by_profile(fast=1, full=2) == 2
@@ -221,3 +223,57 @@ def test_record_result_exact_device_and_env(scratch_env):
     with pytest.raises(ValueError, match='name'): record_result('ch', '_private', 1)
     with pytest.raises(ValueError, match='device'): record_result('ch', 'x', 1, device='tpu')
     assert '_env' not in results_table()
+
+
+@pytest.fixture
+def smoke(monkeypatch):
+    "Smoke mode: the full profile at toy sizes."
+    monkeypatch.setenv('FM_COURSE_PROFILE', 'full'); monkeypatch.setenv('FM_COURSE_SMOKE', '1')
+
+
+@pytest.mark.parametrize('value, smoke_on', [('', False), ('0', False), ('1', True)])
+def test_smoke_values(monkeypatch, value, smoke_on):
+    monkeypatch.setenv('FM_COURSE_PROFILE', 'full'); monkeypatch.setenv('FM_COURSE_SMOKE', value)
+    assert is_smoke() is smoke_on and by_profile(1, 2, smoke=3) == (3 if smoke_on else 2)
+
+
+@pytest.mark.parametrize('value', ['yes', 'true', '2', 'on'])
+def test_smoke_bad_value(monkeypatch, value):
+    monkeypatch.setenv('FM_COURSE_PROFILE', 'full'); monkeypatch.setenv('FM_COURSE_SMOKE', value)
+    with pytest.raises(ValueError, match='FM_COURSE_SMOKE'): by_profile(1, 2, smoke=3)
+
+
+def test_smoke_needs_the_full_profile(monkeypatch):
+    monkeypatch.setenv('FM_COURSE_SMOKE', '1')                      # FM_COURSE_PROFILE unset: the fast profile
+    with pytest.raises(ValueError, match='FM_COURSE_PROFILE=full'): by_profile(1, 2, smoke=3)
+    with pytest.raises(ValueError, match='FM_COURSE_PROFILE=full'): results_file()
+    with pytest.raises(RuntimeError, match='make test-full'): require_full_profile('cpu')
+
+
+def test_smoke_error_names_the_call(smoke):
+    with pytest.raises(TypeError, match=r"by_profile\(fast='a', full='b'\) has no smoke= value.*test_core\.py:\d+: .*by_profile"):
+        by_profile(fast='a', full='b')
+    assert by_profile(fast=None, full=(1, 2), smoke=(0, 1)) == (0, 1)   # a `#| full` cell's call: no fast size
+
+
+def test_smoke_full_cells_run_on_any_device(smoke):
+    require_full_profile('cpu'); require_full_profile(torch.device('cpu'))
+
+
+def test_smoke_records_never_go_to_the_project(smoke, scratch_env, monkeypatch):
+    root = Path(__file__).resolve().parent.parent
+    assert results_file() == scratch_env / 'results' / 'smoke.json'
+    monkeypatch.delenv('FM_COURSE_RESULTS'); monkeypatch.chdir(root)
+    assert results_file('full') == root / 'results' / 'full.json'            # a profile's file, as before
+    assert results_file().name == 'smoke.json' and root / 'results' not in results_file().parents
+    with pytest.raises(ValueError, match='profile'): results_file('toy')
+
+
+def test_smoke_checkpoints_live_as_long_as_the_process(smoke):
+    first, second = cached_run({'a': 4}, _build, _train), cached_run({'a': 4}, _build, _train)
+    assert (first.hit, second.hit) == (False, True)                           # within the process the cache works ...
+    assert cache_dir() not in first.path.parents and not (cache_dir() / 'checkpoints').exists()   # ... but not in cache_dir()
+    code = ("from fm_course.core import cached_run; from torch import nn\n"
+            "r = cached_run({'a': 4}, lambda: nn.Linear(2, 1), lambda m: {}); print(r.hit, r.path)")
+    out = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True, check=True, env=os.environ).stdout.split()
+    assert out[0] == 'False' and not Path(out[1]).exists() and not Path(out[1]).parent.exists()   # trained afresh; deleted at exit

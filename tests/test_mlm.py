@@ -5,7 +5,7 @@ import torch
 import torch.nn.functional as F
 
 from fm_course.train import History
-from fm_course.mlm import (SentenceClassifier, check_perplexity, mask_tokens, masked_accuracy, mlm_loss, mlm_step, pack_sequences,
+from fm_course.mlm import (LengthBuckets, SentenceClassifier, check_perplexity, mask_tokens, masked_accuracy, mlm_loss, mlm_step, pack_sequences,
                            pretrain_mlm, selected_budget)
 
 
@@ -102,34 +102,14 @@ def test_pretrain_mlm_runs_and_lowers_the_loss():
     with pytest.raises(ValueError, match='steps'): pretrain_mlm(model, seqs, steps=0, batch_size=1, lr=1e-3, special_ids=[0], mask_token_id=4)
 
 
-def test_sentence_classifier_loads_an_encoder_and_rejects_a_wrong_one():
-    cfg, model = tiny_bert()
-    clf = SentenceClassifier(cfg, encoder_state=model.bert.state_dict())
-    assert torch.equal(clf.encoder.embeddings.word_embeddings.weight, model.bert.embeddings.word_embeddings.weight)
-    assert clf(ids((3, 16), V=60)).shape == (3, 2)
-    with pytest.raises(ValueError, match='encoder_state does not fit'): SentenceClassifier(cfg, encoder_state={'nonsense.weight': torch.zeros(1)})
-
-
 def test_perplexity_checker():
     def right(logits, labels): return mlm_loss(logits, labels).exp()
     assert check_perplexity(right)
     with pytest.raises(AssertionError, match='perplexity'): check_perplexity(lambda lo, la: F.cross_entropy(lo.reshape(-1, lo.shape[-1]), la.reshape(-1).clamp(min=0)).exp())
 
 
-def test_length_buckets_pad_per_batch_and_cover_every_example():
-    from fm_course.mlm import LengthBuckets
-    seqs = [[1] * n for n in (5, 2, 9, 3, 3, 7)]
-    lb = LengthBuckets(seqs, torch.arange(6), 2, pad_token_id=0, shuffle=True, generator=torch.Generator().manual_seed(0), device='cpu')
-    batches = list(lb)
-    assert len(lb) == 3 and sorted(b[0].shape[1] for b in batches) == [3, 5, 9]
-    assert sorted(torch.cat([b[1] for b in batches]).tolist()) == list(range(6))
-    assert sum(int((b[0] != 0).sum()) for b in batches) == sum(len(s) for s in seqs)
-    with pytest.raises(ValueError, match='same length'): LengthBuckets(seqs, torch.arange(5), 2, 0)
-    with pytest.raises(ValueError, match='batch_size'): LengthBuckets(seqs, torch.arange(6), 0, 0)
-
-
 def test_train_classifier_returns_history_and_finetune_classifier_is_deprecated():
-    from fm_course.mlm import LengthBuckets, finetune_classifier, train_classifier
+    from fm_course.mlm import finetune_classifier, train_classifier
     cfg, _ = tiny_bert()
     x = [list(range(5, 5 + n)) for n in (3, 5, 7, 4) * 4]
     data = LengthBuckets(x, torch.tensor([0, 1] * 8), 4, pad_token_id=0, device='cpu')
@@ -141,3 +121,39 @@ def test_train_classifier_returns_history_and_finetune_classifier_is_deprecated(
         acc = finetune_classifier(SentenceClassifier(cfg), data, data, epochs=2, lr=1e-3, device='cpu')
     assert acc == h[-1]['valid_acc']
     with pytest.raises(ValueError, match='lr'): train_classifier(SentenceClassifier(cfg), data, epochs=1, lr=0.0)
+
+
+def test_moved_names_are_re_exported():
+    "SentenceClassifier lives in fm_course.models and LengthBuckets in fm_course.train; this module re-exports them."
+    import fm_course.mlm as mlm, fm_course.models, fm_course.train
+    assert mlm.SentenceClassifier is fm_course.models.SentenceClassifier and mlm.LengthBuckets is fm_course.train.LengthBuckets
+    assert {'SentenceClassifier', 'LengthBuckets'} <= set(mlm.__all__)
+
+
+def test_train_classifier_is_the_recipe_it_replaced_bit_for_bit():
+    """train_classifier now calls finetune; the chapter's records need the weights of the loop it replaced: AdamW (weight decay
+    0.01) on every parameter, learning rate x max(0, 1 - s/S), gradient norm clipped at 1. With S a power of two (2 epochs x 4
+    batches here, 8 x 32 in the fast profile) finetune's (S - s)/S is the same float, so the weights must be equal to the bit."""
+    import torch.nn.functional as F
+    from fm_course.mlm import train_classifier
+    from fm_course.train import accuracy, fit
+    from transformers import BertConfig
+    cfg = BertConfig(vocab_size=50, hidden_size=16, num_hidden_layers=1, num_attention_heads=2, intermediate_size=32, max_position_embeddings=32)
+    g = torch.Generator().manual_seed(0)
+    seqs = [torch.randint(1, 50, (int(n),), generator=g).tolist() for n in torch.randint(3, 12, (32,), generator=g)]
+    labels = torch.randint(0, 2, (32,), generator=g)
+
+    def replaced(model, train, epochs, lr):
+        opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.01)
+        total = epochs * len(train)
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: max(0.0, 1 - s / total))
+        return fit(model, train, loss_fn=F.cross_entropy, opt=opt, epochs=epochs, sched=sched, clip_grad=1.0, metrics={'acc': accuracy},
+                   device='cpu', progress=False)
+    models = []
+    for train in (replaced, lambda m, b, epochs, lr: train_classifier(m, b, epochs=epochs, lr=lr, device='cpu')):
+        torch.manual_seed(0)
+        model = SentenceClassifier(cfg)
+        train(model, LengthBuckets(seqs, labels, 8, 0, shuffle=True, generator=torch.Generator().manual_seed(1), device='cpu'), 2, 1e-3)
+        models.append(model)
+    for (n, a), b in zip(models[0].state_dict().items(), models[1].state_dict().values()):
+        assert torch.equal(a, b), n

@@ -109,6 +109,17 @@ def test_full_profile_is_one_switch():
     with pytest.raises(ValueError, match='FM_COURSE_PROFILE'): run_notebooks.run_flags(['full'], {'FM_COURSE_PROFILE': 'fast'})
 
 
+@pytest.mark.parametrize('flags', [[], ['full']])
+def test_runner_refuses_smoke_mode(flags, monkeypatch, capsys):
+    env = {'FM_COURSE_PROFILE': 'full', 'FM_COURSE_SMOKE': '1'}
+    with pytest.raises(ValueError, match='FM_COURSE_SMOKE'): run_notebooks.run_flags(flags, env)
+    assert env == {'FM_COURSE_PROFILE': 'full', 'FM_COURSE_SMOKE': '1'}        # nothing set on the way out
+    assert run_notebooks.run_flags(flags, {'FM_COURSE_PROFILE': 'full', 'FM_COURSE_SMOKE': '0'}) == {'full'}
+    monkeypatch.setenv('FM_COURSE_SMOKE', '1')
+    with pytest.raises(SystemExit, match='FM_COURSE_SMOKE'): run_notebooks.main(['--flags', ' '.join(flags)])
+    assert 'executing' not in capsys.readouterr().out                           # refused before any notebook ran
+
+
 def test_browser_check_saves_screenshots_outside_the_checkout(tmp_path, monkeypatch, capsys):
     "A stand-in for Chromium that fetches the page and writes a screenshot file; --out is a folder outside the checkout."
     html = tmp_path / 'html'; html.mkdir()

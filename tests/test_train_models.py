@@ -4,8 +4,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from fm_course.core import seed_everything
-from fm_course.models import MLP, SmallCNN
-from fm_course.train import History, TensorLoader, accuracy, evaluate, fit, get_preds
+from fm_course.models import MLP, SentenceClassifier, SmallCNN, masked_mean
+from fm_course.train import History, LengthBuckets, TensorLoader, accuracy, evaluate, finetune, fit, get_preds, l2sp_penalty
 
 
 def _data(n=64):
@@ -124,3 +124,94 @@ def test_fit_under_torchrun_needs_drop_last(monkeypatch):
     with pytest.raises(ValueError, match='drop_last'):
         fit(m, TensorLoader(x, y, batch_size=8), loss_fn=F.cross_entropy, opt=torch.optim.SGD(m.parameters(), lr=0.1),
             epochs=1, progress=False)
+
+
+# ---------------------------------------------------------------- fine-tuning (finetune, l2sp_penalty)
+def _mlp():
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Linear(6, 4), nn.ReLU(), nn.Linear(4, 3))
+
+
+def _dl(n=16):
+    return TensorLoader(torch.randn(n, 6, generator=torch.Generator().manual_seed(0)), torch.randint(0, 3, (n,), generator=torch.Generator().manual_seed(1)), batch_size=4)
+
+
+@pytest.mark.parametrize('kw, err, msg', [
+    (dict(lr=0.0), ValueError, 'lr'), (dict(epochs=0), ValueError, 'epochs'), (dict(warmup=1.0), ValueError, 'warmup'),
+    (dict(l2sp=-1.0), ValueError, 'l2sp'), (dict(weight_decay=-0.1), ValueError, 'weight_decay'), (dict(lr='1e-3'), TypeError, 'lr'),
+    (dict(l2sp=1.0, l2sp_skip='2'), TypeError, 'l2sp_skip'), (dict(l2sp=1.0, l2sp_skip=('0', '2')), ValueError, 'l2sp_skip'),
+    (dict(clip_grad=0.0), ValueError, 'clip_grad')])
+def test_finetune_bad_inputs(kw, err, msg):
+    with pytest.raises(err, match=msg): finetune(_mlp(), _dl(), **(dict(epochs=1, lr=1e-3, device='cpu') | kw))
+    with pytest.raises(TypeError, match='model'): finetune('mlp', _dl(), epochs=1, lr=1e-3)
+
+
+def test_finetune_returns_history_with_warmup_and_l2sp():
+    h = finetune(_mlp(), _dl(), epochs=2, lr=1e-2, valid_dl=_dl(), warmup=0.25, l2sp=0.1, device='cpu')
+    assert isinstance(h, History) and len(h) == 2 and 'valid_acc' in h.columns
+
+
+def test_finetune_huge_l2sp_keeps_the_start_and_l2sp_skip_frees_the_head():
+    "Huge L2-SP holds every penalised parameter at its start; a skipped head still trains."
+    model = _mlp(); start = {k: v.clone() for k, v in model.state_dict().items()}
+    finetune(model, _dl(), epochs=3, lr=1e-3, l2sp=1e6, clip_grad=None, device='cpu')
+    assert max((model.state_dict()[k] - v).abs().max().item() for k, v in start.items()) < 1e-2
+    model = _mlp()
+    finetune(model, _dl(), epochs=3, lr=1e-2, l2sp=1e6, l2sp_skip=('2',), clip_grad=None, device='cpu')
+    assert (model[0].weight - start['0.weight']).abs().max() < 1e-2
+    assert (model[2].weight - start['2.weight']).abs().max() > 1e-2
+
+
+def test_l2sp_penalty_bad_inputs():
+    with pytest.raises(ValueError, match='alpha'): l2sp_penalty(_mlp(), {}, -1.0)
+    with pytest.raises(ValueError, match='start names none'): l2sp_penalty(_mlp(), {'other': torch.zeros(1)}, 1.0)
+    with pytest.raises(TypeError, match='start'): l2sp_penalty(_mlp(), [1, 2], 1.0)
+    with pytest.raises(TypeError, match='model'): l2sp_penalty('mlp', {}, 1.0)
+
+
+# ---------------------------------------------------------------- text: LengthBuckets, masked_mean, SentenceClassifier
+def test_length_buckets_bad_inputs_and_no_shuffle():
+    seqs = [[1] * n for n in (5, 2, 9)]
+    with pytest.raises(ValueError, match='batch_size'): LengthBuckets(seqs, torch.arange(3), 0, 0)
+    with pytest.raises(TypeError, match='batch_size'): LengthBuckets(seqs, torch.arange(3), 2.0, 0)
+    lb = LengthBuckets(seqs, torch.arange(3), 2, pad_token_id=7, device='cpu')
+    assert [b[1].tolist() for b in lb] == [[1, 0], [2]]                       # sorted by length, the same order every epoch
+    assert lb.batches[0][0].tolist() == [[1, 1, 7, 7, 7], [1, 1, 1, 1, 1]]
+
+
+def test_masked_mean_bad_inputs_and_dtypes():
+    h = torch.randn(2, 3, 4)
+    with pytest.raises(TypeError, match='mask'): masked_mean(h, [[1, 1, 1]] * 2)
+    with pytest.raises(TypeError, match='h'): masked_mean(h.tolist(), torch.ones(2, 3))
+    with pytest.raises(ValueError, match=r'h must be \[B, L, d\]'): masked_mean(h[0], torch.ones(3))
+    bool_mask, int_mask = torch.tensor([[True, False, True], [True, True, True]]), torch.tensor([[1, 0, 1], [1, 1, 1]])
+    assert torch.equal(masked_mean(h, bool_mask), masked_mean(h, int_mask))
+
+
+def _bert_cfg():
+    from transformers import BertConfig
+    return BertConfig(vocab_size=60, hidden_size=16, num_hidden_layers=1, num_attention_heads=2, intermediate_size=32, max_position_embeddings=16, pad_token_id=0)
+
+
+def test_sentence_classifier_loads_an_encoder_and_rejects_a_wrong_one():
+    from transformers import BertModel
+    cfg = _bert_cfg(); torch.manual_seed(0)
+    enc = BertModel(cfg, add_pooling_layer=False)
+    clf = SentenceClassifier(cfg, encoder_state=enc.state_dict())
+    assert torch.equal(clf.encoder.embeddings.word_embeddings.weight, enc.embeddings.word_embeddings.weight)
+    assert clf(torch.randint(1, 60, (3, 16))).shape == (3, 2)
+    with pytest.raises(ValueError, match='encoder_state does not fit'): SentenceClassifier(cfg, encoder_state={'nonsense.weight': torch.zeros(1)})
+    with pytest.raises(ValueError, match='n_classes'): SentenceClassifier(cfg, n_classes=1)
+    with pytest.raises(ValueError, match='dropout'): SentenceClassifier(cfg, dropout=1.0)
+
+
+def test_sentence_classifier_pools_as_the_inline_mean_it_replaced():
+    "SentenceClassifier.forward pools with masked_mean; the values must be those of the inline mean it replaced, to the bit."
+    cfg = _bert_cfg(); torch.manual_seed(0)
+    clf = SentenceClassifier(cfg).eval()
+    ids = torch.randint(1, 60, (4, 10)); ids[0, 6:] = 0; ids[2, 3:] = 0
+    mask = ids != 0
+    with torch.no_grad():
+        h = clf.encoder(input_ids=ids, attention_mask=mask.long()).last_hidden_state
+        inline = (h * mask[..., None]).sum(1) / mask.sum(1, keepdim=True).clamp(min=1)
+        assert torch.equal(clf(ids), clf.head(inline))

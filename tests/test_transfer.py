@@ -1,13 +1,10 @@
-import copy
-
 import pytest
 import torch
 from torch import nn
 
-from fm_course.train import History, TensorLoader
 from fm_course.transfer import (FrozenBackbone, LoRALinear, MaskedStates, StateBatches, TopBlocksClassifier, add_lora,
-                                check_head_from_probe, check_merged_weight, finetune, l2sp_penalty, masked_mean, merge_lora,
-                                pooled_features, resnet18_transfer)
+                                check_block_distance, check_head_from_probe, check_l2sp_sweep, check_lora_trainable,
+                                check_merged_weight, merge_lora, pooled_features, resnet18_transfer)
 
 
 def tiny_bert(seed=0):
@@ -122,15 +119,6 @@ def test_merge_lora_on_a_bert_keeps_outputs():
 
 
 # ---------------------------------------------------------------- features, cache, top blocks
-def test_masked_mean_shapes_and_all_padding_row():
-    h = torch.randn(2, 3, 4)
-    with pytest.raises(ValueError, match=r'h must be \[B, L, d\]'): masked_mean(h, torch.ones(2, 4))
-    with pytest.raises(TypeError, match='mask'): masked_mean(h, [[1, 1, 1]] * 2)
-    out = masked_mean(h, torch.tensor([[1, 1, 0], [0, 0, 0]]))
-    torch.testing.assert_close(out[0], h[0, :2].mean(0))
-    assert torch.equal(out[1], torch.zeros(4))                               # no real token: zeros, not NaN
-
-
 @pytest.mark.parametrize('texts', ['one string', [], ['ok', 3], None])
 def test_pooled_features_texts_must_be_a_list_of_strings(texts):
     with pytest.raises(TypeError, match='texts'): pooled_features(tiny_bert(), None, texts, batch_size=2, max_length=8)
@@ -162,49 +150,13 @@ def test_top_blocks_bad_n_top_and_leaves_encoder_alone():
     assert not torch.equal(top.blocks[0].output.dense.weight, bert.encoder.layer[1].output.dense.weight)
 
 
-# ---------------------------------------------------------------- fine-tuning
-def test_finetune_bad_inputs():
-    dl = TensorLoader(torch.randn(8, 6), torch.randint(0, 3, (8,)), batch_size=4)
-    with pytest.raises(ValueError, match='lr'): finetune(mlp(), dl, epochs=1, lr=0.0)
-    with pytest.raises(ValueError, match='epochs'): finetune(mlp(), dl, epochs=0, lr=1e-3)
-    with pytest.raises(ValueError, match='warmup'): finetune(mlp(), dl, epochs=1, lr=1e-3, warmup=1.0)
-    with pytest.raises(ValueError, match='l2sp'): finetune(mlp(), dl, epochs=1, lr=1e-3, l2sp=-1.0)
-    with pytest.raises(ValueError, match='weight_decay'): finetune(mlp(), dl, epochs=1, lr=1e-3, weight_decay=-0.1)
-    with pytest.raises(TypeError, match='model'): finetune('mlp', dl, epochs=1, lr=1e-3)
-
-
-def test_finetune_returns_history_with_warmup_and_l2sp():
-    dl = TensorLoader(torch.randn(16, 6), torch.randint(0, 3, (16,)), batch_size=4)
-    h = finetune(mlp(), dl, epochs=2, lr=1e-2, valid_dl=dl, warmup=0.25, l2sp=0.1, device='cpu')
-    assert isinstance(h, History) and len(h) == 2 and 'valid_acc' in h.columns
-
-
-def test_finetune_huge_l2sp_keeps_the_start():
-    model = mlp()
-    start = copy.deepcopy(model.state_dict())
-    dl = TensorLoader(torch.randn(16, 6), torch.randint(0, 3, (16,)), batch_size=4)
-    finetune(model, dl, epochs=3, lr=1e-3, l2sp=1e6, clip_grad=None, device='cpu')
-    far = max((model.state_dict()[k] - v).abs().max().item() for k, v in start.items())
-    assert far < 1e-2
-
-
-def test_finetune_l2sp_skip_leaves_the_new_head_free():
-    "Huge L2-SP holds the pretrained layer at its start; the skipped head still trains; bad prefixes are refused."
-    model = mlp()
-    start = copy.deepcopy(model.state_dict())
-    dl = TensorLoader(torch.randn(16, 6), torch.randint(0, 3, (16,)), batch_size=4)
-    finetune(model, dl, epochs=3, lr=1e-2, l2sp=1e6, l2sp_skip=('2',), clip_grad=None, device='cpu')
-    assert (model[0].weight - start['0.weight']).abs().max() < 1e-2
-    assert (model[2].weight - start['2.weight']).abs().max() > 1e-2
-    with pytest.raises(TypeError, match='l2sp_skip'): finetune(mlp(), dl, epochs=1, lr=1e-3, l2sp=1.0, l2sp_skip='2')
-    with pytest.raises(ValueError, match='l2sp_skip'): finetune(mlp(), dl, epochs=1, lr=1e-3, l2sp=1.0, l2sp_skip=('0', '2'))
-
-
-def test_l2sp_penalty_bad_inputs():
-    model = mlp()
-    with pytest.raises(ValueError, match='alpha'): l2sp_penalty(model, {}, -1.0)
-    with pytest.raises(ValueError, match='start names none'): l2sp_penalty(model, {'other': torch.zeros(1)}, 1.0)
-    with pytest.raises(TypeError, match='start'): l2sp_penalty(model, [1, 2], 1.0)
+# ---------------------------------------------------------------- names kept importable
+def test_moved_names_are_re_exported():
+    "finetune and l2sp_penalty live in fm_course.train, masked_mean in fm_course.models; this module re-exports them."
+    import fm_course.models, fm_course.train, fm_course.transfer as transfer
+    assert transfer.finetune is fm_course.train.finetune and transfer.l2sp_penalty is fm_course.train.l2sp_penalty
+    assert transfer.masked_mean is fm_course.models.masked_mean
+    assert {'finetune', 'l2sp_penalty', 'masked_mean'} <= set(transfer.__all__)
 
 
 # ---------------------------------------------------------------- vision
@@ -236,21 +188,45 @@ def test_checkers_accept_the_right_answers():
     assert check_head_from_probe(head_from_probe)
 
 
-def test_finetune_is_the_mlm_chapters_classifier_loop():
-    "`fm_course.mlm.train_classifier` is `finetune(weight_decay=0.01)`: the same weights after training, so one loop can serve both."
-    from transformers import BertConfig
-    from fm_course.mlm import LengthBuckets, SentenceClassifier, train_classifier
-    cfg = BertConfig(vocab_size=50, hidden_size=16, num_hidden_layers=1, num_attention_heads=2, intermediate_size=32, max_position_embeddings=32)
-    g = torch.Generator().manual_seed(0)
-    ids = [torch.randint(1, 50, (int(n),), generator=g).tolist() for n in torch.randint(3, 12, (24,), generator=g)]
-    labels = torch.randint(0, 2, (24,), generator=g)
-    models = []
-    for train in (lambda m, b: train_classifier(m, b, epochs=2, lr=1e-3, device='cpu'),
-                  lambda m, b: finetune(m, b, epochs=2, lr=1e-3, weight_decay=0.01, device='cpu')):
-        torch.manual_seed(0)
-        model = SentenceClassifier(cfg)
-        batches = LengthBuckets(ids, labels, 8, 0, shuffle=True, generator=torch.Generator().manual_seed(1), device='cpu')
-        train(model, batches)
-        models.append(model)
-    for (n, a), b in zip(models[0].state_dict().items(), models[1].state_dict().values()):
-        torch.testing.assert_close(a, b, msg=n)
+# ---------------------------------------------------------------- exercise checkers: wrong answers and bad results
+def test_check_lora_trainable_names_the_mistake_and_keeps_the_global_rng():
+    state = torch.random.get_rng_state()
+    def no_head(model): return sum(p.numel() for n, p in model.named_parameters() if p.requires_grad and not n.startswith('head'))
+    with pytest.raises(AssertionError, match='leaves out'): check_lora_trainable(no_head)
+    with pytest.raises(AssertionError, match='must return an int'): check_lora_trainable(lambda model: 'many')
+    with pytest.raises(AssertionError, match='expected'): check_lora_trainable(lambda model: 1)
+    assert check_lora_trainable(lambda model: torch.tensor(sum(p.numel() for p in model.parameters() if p.requires_grad)))   # a 0-d tensor is a count
+    assert torch.equal(torch.random.get_rng_state(), state)
+
+
+def test_check_block_distance_names_the_mistake():
+    def squared(model, start): return sum(((p - start[n]) ** 2).sum().item() for n, p in model.named_parameters() if n.startswith('blocks.'))
+    with pytest.raises(AssertionError, match='square root'): check_block_distance(squared)
+    with pytest.raises(AssertionError, match='distance 0'): check_block_distance(lambda model, start: 1.0)
+    with pytest.raises(AssertionError, match='must return a number'): check_block_distance(lambda model, start: 'far')
+    def as_tensor(model, start):
+        return torch.stack([((p - start[n]) ** 2).sum() for n, p in model.named_parameters() if n.startswith('blocks.')]).sum().sqrt()
+    assert check_block_distance(as_tensor)
+
+
+GOOD_SWEEP = {0: (0.70, 4.0), 0.01: (0.71, 3.9), 0.1: (0.72, 3.1), 1: (0.71, 1.2), 10: (0.69, 0.2)}
+
+
+@pytest.mark.parametrize('results, msg', [
+    ({a: v for a, v in GOOD_SWEEP.items() if a != 1}, r'no entry for alpha = \[1\]'),
+    ({**GOOD_SWEEP, 0.1: (72.0, 3.1)}, 'fraction'),                                       # accuracy in percent
+    ({**GOOD_SWEEP, 0.1: 0.72}, 'pair'),
+    ({**GOOD_SWEEP, 1: (0.7, float('nan'))}, 'finite'),
+    ({a: (acc, 0.0) for a, (acc, _) in GOOD_SWEEP.items()}, 'did not move'),               # the encoder measured, not the copy
+    ({**GOOD_SWEEP, 1: (0.7, 3.5)}, 'rose from 3.1 at alpha = 0.1 to 3.5 at alpha = 1'),
+    ({**GOOD_SWEEP, 10: (0.7, 1.0)}, 'still 1 from'),
+])
+def test_check_l2sp_sweep_rejects(results, msg):
+    with pytest.raises(AssertionError, match=msg): check_l2sp_sweep(results)
+
+
+def test_check_l2sp_sweep_accepts_noise_and_other_alphas():
+    assert check_l2sp_sweep(GOOD_SWEEP)
+    assert check_l2sp_sweep({**GOOD_SWEEP, 0.1: (0.72, 4.05)})                         # within rtol = 5% of the distance at 0.01
+    assert check_l2sp_sweep({0.5: (0.8, 2.0), 50: (0.7, 0.1)}, alphas=(0.5, 50))
+    with pytest.raises(TypeError, match='results'): check_l2sp_sweep([(0, 0.7, 4.0)])

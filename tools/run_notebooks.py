@@ -21,6 +21,7 @@ from nbclient import NotebookClient
 ROOT = Path(__file__).resolve().parent.parent
 NBS = ROOT / 'nbs'
 PROFILE_ENV, FULL = 'FM_COURSE_PROFILE', 'full'
+SMOKE_ENV = 'FM_COURSE_SMOKE'   # smoke mode (`make smoke`): toy sizes, whose outputs must never be committed
 SKIP = 'fm-course-skip'
 EXEC_TIME = 'notebook execution time'   # the record each chapter gets: wall-clock seconds of its whole execution
 
@@ -33,8 +34,14 @@ def course_order(paths):
 def run_flags(flags=(), environ=None) -> set:
     """The flags to run (nbdev_test's `--flags`): `flags` plus `full` under FM_COURSE_PROFILE=full. Sets
     FM_COURSE_PROFILE=full in `environ` (default os.environ) when `full` is asked for and the variable is unset, so
-    `full` cells never run at fast-profile sizes; a contradiction (`full` with FM_COURSE_PROFILE=fast) is an error."""
+    `full` cells never run at fast-profile sizes; a contradiction (`full` with FM_COURSE_PROFILE=fast) is an error,
+    and so is smoke mode (FM_COURSE_SMOKE set to anything but 0): its toy outputs must never be committed."""
     environ = os.environ if environ is None else environ
+    smoke = environ.get(SMOKE_ENV, '').strip()
+    if smoke not in ('', '0'):
+        raise ValueError(f"{SMOKE_ENV}={smoke!r}: smoke mode runs the notebooks at toy sizes, whose outputs must never be "
+                         f"committed; this runner executes notebooks in place. Unset {SMOKE_ENV} (or use `make smoke`, "
+                         f"which runs them into a scratch folder)")
     flags = set(flags)
     profile = environ.get(PROFILE_ENV, '').strip().lower()
     if profile == FULL: flags.add(FULL)
