@@ -17,9 +17,10 @@ from torch import nn
 __all__ = ['DEVICE_ENV', 'PROFILE_ENV', 'PROFILES', 'SMOKE_ENV', 'PEAK_FLOPS_BF16', 'CACHE_ENV', 'RESULTS_ENV', 'ENV_KEY',
            'VERSIONED_LIBRARIES', 'SMOKE_RESULTS', 'check_arg', 'get_device', 'seed_everything', 'get_profile',
            'is_smoke', 'by_profile', 'require_full_profile', 'init_distributed', 'dist_info', 'is_main_process',
-           'n_params', 'sync_device', 'Timer', 'peak_flops', 'mfu', 'atomic_path', 'cache_dir', 'save_checkpoint',
-           'load_checkpoint', 'fingerprint', 'CachedRun', 'cached_run', 'project_root', 'results_file',
-           'library_versions', 'load_results', 'record_result', 'clear_results', 'results_table']
+           'n_params', 'sync_device', 'Timer', 'peak_flops', 'mfu', 'count_flops', 'atomic_path', 'cache_dir',
+           'save_checkpoint', 'load_checkpoint', 'fingerprint', 'CachedRun', 'cached_run', 'project_root',
+           'results_file', 'library_versions', 'load_results', 'record_result', 'clear_results', 'results_table',
+           'record_mfu']
 
 # %% ../nbs/00_core.ipynb #542ab9f2
 _TYPE_NAMES = {bool: 'a bool', int: 'an int', float: 'a number', str: 'a str', nn.Module: 'a torch.nn.Module',
@@ -252,6 +253,17 @@ def mfu(tokens_per_s: float,  # measured training throughput
     for name, v in (('tokens_per_s', tokens_per_s), ('flops_per_token', flops_per_token), ('peak', peak)):
         check_arg(name, v, (int, float), lo=0, lo_open=True)
     return tokens_per_s * flops_per_token / peak
+
+# %% ../nbs/00_core.ipynb #ad3c00de
+def count_flops(fn: Callable,  # the work to count, e.g. one training step
+                *args, **kwargs,  # passed to `fn`
+               ) -> tuple[object, int]:
+    "`(fn(*args, **kwargs), FLOPs)`: the FLOPs of the matrix products and convolutions `fn` ran (forward and backward), counted by `torch.utils.flop_counter.FlopCounterMode` (2 per multiply–add)."
+    if not callable(fn): raise TypeError(f"fn must be callable, got {type(fn).__name__}")
+    from torch.utils.flop_counter import FlopCounterMode
+    with FlopCounterMode(display=False) as counter: out = fn(*args, **kwargs)
+    return out, counter.get_total_flops()
+
 
 # %% ../nbs/00_core.ipynb #942ee958
 def _umask() -> int:
@@ -508,3 +520,23 @@ def results_table(profile: str | None = None,  # 'fast', 'full' or 'smoke'; None
             cells = [str(c).replace('|', '\\|') for c in (ch, name, e['text'], e['device'])]   # a '|' in a cell would split it
             rows.append('| ' + ' | '.join(cells) + ' |')
     return '\n'.join(rows) if len(rows) > 2 else '*No results recorded yet: run the chapters.*'
+
+# %% ../nbs/00_core.ipynb #c8878da9
+def record_mfu(chapter: str,  # the notebook's name, e.g. '10_foundations'
+               what: str,  # what was measured, e.g. 'CNN training'; the record is named '<what>: model-FLOPs utilisation on <device>'
+               items_per_s: float,  # the measured throughput (images, tokens or updates per second)
+               flops_per_item: float,  # FLOPs per image / token / update, forward and backward (`count_flops`)
+               device: str | torch.device,  # the device the throughput was measured on
+               *,
+               dtype: torch.dtype = torch.bfloat16,  # the dtype of the peak it is compared with (`peak_flops`)
+              ) -> float:
+    "Print and record $\\mathrm{MFU}$ = `items_per_s` × `flops_per_item` / `peak_flops(device, dtype)`, naming the device; returns it."
+    check_arg('what', what, str)
+    for arg, v in (('items_per_s', items_per_s), ('flops_per_item', flops_per_item)): check_arg(arg, v, (int, float), lo=0, lo_open=True)
+    device = get_device(device)
+    peak = peak_flops(device, dtype)
+    u = mfu(items_per_s, flops_per_item, peak)
+    name = torch.cuda.get_device_name(device) if device.type == 'cuda' else device.type
+    print(f"{what}: {items_per_s:,.0f}/s × {flops_per_item / 1e6:,.3f} MFLOPs / {peak / 1e12:.3f} TFLOP/s {str(dtype).removeprefix('torch.')} peak ({name}) = MFU {u:.2%}")
+    record_result(chapter, f'{what}: model-FLOPs utilisation on {name}', u, fmt='{:.2%}', device=device, exact=False)
+    return u

@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .core import check_arg, get_device, sync_device
+from .core import check_arg, dist_info, get_device, sync_device
 from .data import minilm_path
 from .models import SentenceClassifier
 from .train import History, LengthBuckets, autocast, finetune
@@ -127,6 +127,11 @@ def _clock(device: torch.device) -> float:
     sync_device(device)
     return time.perf_counter()
 
+class _MLMStep(nn.Module):
+    "`mlm_step` as a module's forward, so that `DistributedDataParallel` can wrap it (DDP averages gradients of what its forward ran)."
+    def __init__(self, model): super().__init__(); self.model = model
+    def forward(self, input_ids, labels, k): return mlm_step(self.model, input_ids, labels, k)
+
 def pretrain_mlm(model,  # a transformers `BertForMaskedLM`, moved to `device`
                  sequences: torch.Tensor,  # packed token ids `[N, L]` (`pack_sequences`)
                  *,
@@ -145,11 +150,21 @@ def pretrain_mlm(model,  # a transformers `BertForMaskedLM`, moved to `device`
     """Pretrain a `BertForMaskedLM` with AdamW (linear warm-up then linear decay) on random batches of `sequences` `[N, L]`,
     re-masking every batch. Every `eval_every` steps, logs the mean training loss/accuracy since the last log and the loss on
     `eval_sequences` masked once with a fixed seed. bf16 autocast on CUDA. Returns a `History` with one row per log:
-    step, tokens, train_loss, train_acc (eval_loss, eval_acc), seconds."""
+    step, tokens, train_loss, train_acc (eval_loss, eval_acc), seconds.
+    Under torchrun (W processes) `batch_size` is per process: every process draws and masks the same W·`batch_size` rows
+    (same `seed`), takes its own contiguous part, and weights its loss by its share of the batch's selected positions,
+    so that `DistributedDataParallel`'s gradient average is the gradient of the one-process loss on the whole batch;
+    logged losses are reduced over the processes (`tokens` counts every process's)."""
     if not isinstance(sequences, torch.Tensor) or sequences.ndim != 2: raise ValueError(f"sequences must be a [N, L] tensor, got {getattr(sequences, 'shape', type(sequences).__name__)}")
     for name, v in (('steps', steps), ('batch_size', batch_size), ('eval_every', eval_every)): check_arg(name, v, int, lo=1)
     device = get_device(device)
     model.to(device).train()
+    rank, world = dist_info()
+    net = _MLMStep(model)
+    if world > 1:   # torchrun: DistributedDataParallel averages the processes' gradients in backward()
+        from torch.nn.parallel import DistributedDataParallel
+        net = DistributedDataParallel(net, device_ids=[device.index] if device.type == 'cuda' else None)
+    part = slice(rank * batch_size, (rank + 1) * batch_size)                     # this process's rows of each drawn batch
     V = model.config.vocab_size
     data = sequences.to(device)                                                   # moved once
     special = torch.isin(data, torch.tensor(special_ids, device=device))
@@ -167,16 +182,24 @@ def pretrain_mlm(model,  # a transformers `BertForMaskedLM`, moved to `device`
     log_rows, loss_sum, acc_sum, n_sum = [], torch.zeros((), device=device), torch.zeros((), device=device), 0
     t0 = _clock(device)
     for step in range(1, steps + 1):
-        rows = torch.randint(data.shape[0], (batch_size,), device=device, generator=gen)
+        rows = torch.randint(data.shape[0], (batch_size * world,), device=device, generator=gen)
         x, y = mask_tokens(data[rows], mask_token_id=mask_token_id, vocab_size=V, special_tokens_mask=special[rows], generator=gen)
-        with autocast(device): loss, acc = mlm_step(model, x, y, k)
+        if world > 1:   # |M_r| / |M|: this part's share of the batch's selected positions (on the device: no sync)
+            share = (y[part] != -100).sum() / (y != -100).sum().clamp(min=1)
+            x, y = x[part], y[part]
+        with autocast(device): loss, acc = net(x, y, k)
+        if world > 1: loss, acc = loss * share, acc * share                      # Σ_r share_r · mean_r = the whole batch's mean
         opt.zero_grad(set_to_none=True)
-        loss.backward()
+        (loss * world if world > 1 else loss).backward()                         # DDP divides the summed gradients by W
         nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step(); sched.step()
         loss_sum += loss.detach(); acc_sum += acc.detach(); n_sum += 1
         if step % eval_every == 0 or step == steps:
-            row = {'step': step, 'tokens': step * batch_size * data.shape[1], 'train_loss': (loss_sum / n_sum).item(), 'train_acc': (acc_sum / n_sum).item()}
+            sums = torch.stack([loss_sum, acc_sum])
+            if world > 1:
+                import torch.distributed as dist
+                dist.all_reduce(sums)                                            # the processes' shares add up to the batch means
+            row = {'step': step, 'tokens': step * batch_size * world * data.shape[1], 'train_loss': (sums[0] / n_sum).item(), 'train_acc': (sums[1] / n_sum).item()}
             if eval_sequences is not None:
                 model.eval()
                 with torch.no_grad(), autocast(device):
