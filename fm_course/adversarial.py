@@ -31,7 +31,7 @@ class Normalized(nn.Module):
                 ):
         super().__init__()
         check_arg('model', model, nn.Module)
-        mean_t, std_t = (torch.as_tensor(v, dtype=torch.float32).reshape(-1) for v in (mean, std))
+        mean_t, std_t = (torch.as_tensor(v, dtype=torch.float32, device='cpu').reshape(-1) for v in (mean, std))
         if mean_t.numel() < 1 or std_t.numel() != mean_t.numel() or not bool((std_t > 0).all()) or not bool(torch.isfinite(mean_t).all()):
             raise ValueError(f"mean and std must be numbers or equal-length sequences of numbers, std > 0; got mean={mean!r}, std={std!r}")
         self.model = model
@@ -61,7 +61,10 @@ def _check_batch(model, x, y) -> None:
         raise ValueError(f"x must be a float tensor of inputs [N, ...], got {x.dtype} {tuple(x.shape)}")
     if y.is_floating_point() or y.is_complex() or y.shape != x.shape[:1]:
         raise ValueError(f"y must be integer class labels of shape [{x.shape[0]}], got {y.dtype} {tuple(y.shape)}")
-    if x.numel() and not bool(((x >= 0) & (x <= 1)).all()):
+    in_range = ((x >= 0) & (x <= 1)).all()
+    if x.device.type != 'cpu':   # on an accelerator: an asynchronous device-side assert, no host sync in the attack loop
+        torch._assert_async(in_range, "x must lie in [0, 1] (put any normalisation inside the model, e.g. Normalized(model))")
+    elif x.numel() and not bool(in_range):
         raise ValueError(f"x must lie in [0, 1] (put any normalisation inside the model, e.g. Normalized(model)); "
                          f"got values in [{x.min().item():.3g}, {x.max().item():.3g}]")
 

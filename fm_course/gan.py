@@ -74,7 +74,7 @@ def jensen_shannon(p: torch.Tensor | np.ndarray,  # discrete distribution(s), su
     p, q = _as_density('p', p), _as_density('q', q)
     if p.shape != q.shape: raise ValueError(f"p and q must have the same shape, got {tuple(p.shape)} and {tuple(q.shape)}")
     for name, t in (('p', p), ('q', q)):
-        if not torch.allclose(t.sum(-1), torch.ones((), dtype=t.dtype), atol=1e-6): raise ValueError(f"{name} must sum to 1 over its last dimension")
+        if not torch.allclose(t.sum(-1), torch.ones((), dtype=t.dtype, device=t.device), atol=1e-6): raise ValueError(f"{name} must sum to 1 over its last dimension")
     m = (p + q) / 2
     kl = lambda a: torch.where(a > 0, a * (a / torch.where(a > 0, m, torch.ones_like(m))).log(), torch.zeros_like(a)).sum(-1)
     return (kl(p) + kl(q)) / 2
@@ -265,7 +265,7 @@ def ring_modes(n_modes: int = 8,  # number of Gaussians
               ) -> torch.Tensor:
     "Centres `[n_modes, 2]` of the ring of Gaussians, on the CPU."
     check_arg('n_modes', n_modes, int, lo=1)
-    a = torch.arange(n_modes) * 2 * math.pi / n_modes
+    a = torch.arange(n_modes, device='cpu') * 2 * math.pi / n_modes
     return radius * torch.stack([a.cos(), a.sin()], 1)
 
 def sample_ring(n: int,  # number of points
@@ -275,8 +275,8 @@ def sample_ring(n: int,  # number of points
                 generator: torch.Generator | None = None,  # CPU random generator; None: the global one
                ) -> torch.Tensor:
     "`n` points `[n, 2]` (CPU) from the equal mixture of `n_modes` Gaussians (std `std`) centred on a circle of radius `radius`."
-    idx = torch.randint(0, n_modes, (n,), generator=generator)
-    return ring_modes(n_modes, radius)[idx] + std * torch.randn(n, 2, generator=generator)
+    idx = torch.randint(0, n_modes, (n,), generator=generator, device='cpu')
+    return ring_modes(n_modes, radius)[idx] + std * torch.randn(n, 2, generator=generator, device='cpu')
 
 def ring_quality(samples: torch.Tensor,  # generated points `[n, 2]`, on any device
                  std: float = 0.05,  # standard deviation of the modes: high quality = within 3·`std` of a centre

@@ -357,7 +357,8 @@ def train_dqn(config: DQNConfig,  # every hyperparameter of the run, see `DQNCon
     rng = np.random.default_rng(c.seed)
     n_obs = env.observation_space.shape[0]
     n_act = int(env.action_space.n)
-    q = MLP((n_obs, *c.hidden, n_act)).to(device)                                  # Q_θ
+    with torch.device('cpu'): q = MLP((n_obs, *c.hidden, n_act))                   # Q_θ, initialised on the CPU: a seed gives the same weights on every device
+    q = q.to(device)
     q_target = copy.deepcopy(q).requires_grad_(False) if c.target_network else q   # Q_θ⁻
     fused = {'fused': True} if device.type in ('cpu', 'cuda') else {}
     opt = torch.optim.Adam(q.parameters(), lr=c.learning_rate, **fused)

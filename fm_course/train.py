@@ -64,7 +64,7 @@ class TensorLoader:
     def __iter__(self):
         n, dev = len(self.tensors[0]), self.tensors[0].device
         # the permutation is drawn on the CPU (reproducible across devices) and moved once per epoch
-        idx = torch.randperm(n, generator=self.generator).to(dev) if self.shuffle else None
+        idx = torch.randperm(n, generator=self.generator, device='cpu').to(dev) if self.shuffle else None
         for sl in self._parts():
             batch = [t[idx[sl]] if idx is not None else t[sl] for t in self.tensors]
             if self.tfm is not None: batch[0] = self.tfm(batch[0])
@@ -90,13 +90,13 @@ class LengthBuckets:
         for b in range(0, len(order), batch_size):
             idx = order[b:b + batch_size]
             width = max(len(token_ids[i]) for i in idx)
-            x = torch.full((len(idx), width), pad_token_id, dtype=torch.int64)          # [B, width]
-            for r, i in enumerate(idx): x[r, :len(token_ids[i])] = torch.tensor(token_ids[i])
+            x = torch.full((len(idx), width), pad_token_id, dtype=torch.int64, device='cpu')   # [B, width], built on the CPU
+            for r, i in enumerate(idx): x[r, :len(token_ids[i])] = torch.tensor(token_ids[i], device='cpu')
             self.batches.append((x.to(device), labels[idx].to(device)))
         self.shuffle, self.generator = shuffle, generator
     def __len__(self): return len(self.batches)
     def __iter__(self):
-        order = torch.randperm(len(self.batches), generator=self.generator).tolist() if self.shuffle else range(len(self.batches))
+        order = torch.randperm(len(self.batches), generator=self.generator, device='cpu').tolist() if self.shuffle else range(len(self.batches))
         return (self.batches[i] for i in order)
 
 # %% ../nbs/02_train.ipynb #25617a2e
