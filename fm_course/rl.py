@@ -275,7 +275,7 @@ class DQNResult:
     "What `train_dqn` measured: the trained network, one `history` row per evaluation, when it first solved the task and the training episodes' returns."
     config: DQNConfig                    # the hyperparameters of the run
     model: nn.Module | None = None       # the trained Q-network Q_θ, in eval mode
-    history: History = field(default_factory=History)   # per evaluation: step, seconds, mean_return, td_loss, q_mean, lr
+    history: History = field(default_factory=History)   # per evaluation: step, seconds, eval_seconds, mean_return, td_loss, q_mean, lr
     steps_to_solve: int | None = None    # env steps at the first evaluation with mean return >= solve_return
     seconds_to_solve: float | None = None   # wall-clock seconds from the start of train_dqn to that evaluation
     episode_returns: list[float] = field(default_factory=list)   # returns of the (exploring) training episodes
@@ -375,6 +375,7 @@ def train_dqn(config: DQNConfig,  # every hyperparameter of the run, see `DQNCon
     staged = {k: np.zeros((c.train_freq, *v.shape[1:]), dtype=np.int64 if k == 'actions' else np.float32) for k, v in replay.items()}
     gen = torch.Generator(device=device).manual_seed(c.seed)
     n_stored = write_at = n_staged = n_updates = n_logged = 0
+    eval_seconds = 0.0                                                           # wall-clock spent in evaluations so far
     td_loss_sum = torch.zeros((), device=device)
     q_sum = torch.zeros((), device=device)
     result = DQNResult(config=c)
@@ -435,10 +436,12 @@ def train_dqn(config: DQNConfig,  # every hyperparameter of the run, see `DQNCon
                             for p_target, p in zip(q_target.parameters(), q.parameters()):
                                 p_target.lerp_(p, c.tau)                              # θ⁻ ← (1-τ)θ⁻ + τθ
         if step % c.eval_every == 0 or step == c.total_steps:
+            t_eval = time.perf_counter()
             mean_return = float(greedy_returns(q, c.env_id, c.eval_episodes, c.seed + c.eval_seed_offset).mean())
             seconds = time.perf_counter() - t0
+            eval_seconds += seconds - (t_eval - t0)
             td_loss, q_mean = (torch.stack([td_loss_sum, q_sum]) / max(n_logged, 1)).tolist()   # one sync per evaluation
-            result.history.append({'step': step, 'seconds': seconds, 'mean_return': mean_return, 'td_loss': td_loss, 'q_mean': q_mean,
+            result.history.append({'step': step, 'seconds': seconds, 'eval_seconds': eval_seconds, 'mean_return': mean_return, 'td_loss': td_loss, 'q_mean': q_mean,
                                    'lr': opt.param_groups[0]['lr']})
             td_loss_sum.zero_()
             q_sum.zero_()

@@ -185,8 +185,9 @@ def test_train_dqn_result_history_and_reproducibility():
     assert isinstance(res, DQNResult) and isinstance(res.history, History) and isinstance(res.model, torch.nn.Module)
     assert not res.model.training
     assert res.history['step'] == [300, 600]
-    assert all(set(row) == {'step', 'seconds', 'mean_return', 'td_loss', 'q_mean', 'lr'} for row in res.history)
+    assert all(set(row) == {'step', 'seconds', 'eval_seconds', 'mean_return', 'td_loss', 'q_mean', 'lr'} for row in res.history)
     assert res.history[0]['seconds'] <= res.history[1]['seconds'] <= res.seconds
+    assert 0 < res.history[0]['eval_seconds'] <= res.history[1]['eval_seconds'] < res.history[1]['seconds']   # cumulative, part of seconds
     assert (res.steps_to_solve is None) == (res.seconds_to_solve is None)
     assert res.final_return == res.history['mean_return'][-1] and len(res.episode_returns) > 0
     assert np.isfinite(res.history['td_loss']).all()
@@ -228,6 +229,32 @@ def test_train_dqn_every_update_runs_at_the_scheduled_rate_and_the_last_one_abov
     finally:
         hook.remove()
 
+
+def test_benchmark_gives_sb3_train_dqns_mean_rate_per_burst():
+    "tools/bench_dqn.py's SB3 schedule: the burst SB3 starts at env step t runs at the mean of train_dqn's rates over the same burst."
+    from bench_dqn import MatchedLinearLR, burst_steps
+    used = []
+    hook = register_optimizer_step_pre_hook(lambda opt, args, kwargs: used.append(opt.param_groups[0]['lr']))
+    try: train_dqn(tiny_dqn(total_steps=650, learning_rate=1e-3))   # bursts of 5 at steps 200, ..., 600 and 650
+    finally: hook.remove()
+    bursts = burst_steps(650, 100, 200)
+    assert bursts == [200, 300, 400, 500, 600, 650] and len(used) == 5 * len(bursts)
+    sched = MatchedLinearLR(1e-3, 650, 100, 200, 5)
+    # SB3 trains when t is a multiple of train_freq, and the benchmark runs the last, partial burst one step before
+    # SB3 would store transition 650 (progress still 1 - 649/650)
+    sb3_t = [*bursts[:-1], 649]
+    np.testing.assert_allclose([sched(1 - t / 650) for t in sb3_t], np.reshape(used, (-1, 5)).mean(1), rtol=1e-12)
+
+
+def test_benchmark_statistics_count_unsolved_runs_as_infinite():
+    from bench_dqn import bootstrap_ci, iqm
+    assert iqm([1, 2, 3, 4, 5, 6, 7, 8]) == 4.5                          # mean of the middle half, 3..6
+    assert iqm([1, 2, 3, 4, 5, 6, float('inf'), float('inf')]) == 4.5   # infs outside the middle half
+    assert iqm([1, 2, float('inf')] * 2) == float('inf')
+    lo, hi = bootstrap_ci([10.0] * 5, np.median)
+    assert lo == hi == 10.0
+    lo, hi = bootstrap_ci([1.0, 2.0, 3.0, 4.0], np.median, y=[float('inf')] * 4)   # ratio of an always-unsolved side
+    assert lo == hi == float('inf')
 
 def test_train_dqn_without_updates_and_with_a_wrapping_buffer():
     res = train_dqn(tiny_dqn(learning_starts=10_000, total_steps=300, eval_every=300, eval_episodes=1))   # never updates
