@@ -1,9 +1,9 @@
 """Pretraining under torchrun: two gloo processes with half the batch each take the one-process steps (issue 20).
 `fit`'s equality is the train notebook's proof cell; this file covers the MLM pretraining loop, which has its own."""
-import json, os, subprocess, sys
-
 import pytest
 import torch
+
+from conftest import run_per_rank
 
 SCRIPT = r"""
 import json, os, torch
@@ -29,21 +29,11 @@ with open(os.path.join(os.environ['OUT_DIR'], f'rank{rank}.json'), 'w') as f:   
 """
 
 
-def run(tmp_path, nproc: int) -> list[dict]:
-    script = tmp_path / f'pretrain_{nproc}.py'
-    script.write_text(SCRIPT)
-    out_dir = tmp_path / f'out{nproc}'
-    out_dir.mkdir()
-    env = {**os.environ, 'FM_COURSE_DEVICE': 'cpu', 'OMP_NUM_THREADS': '1', 'OUT_DIR': str(out_dir)}
-    launch = [sys.executable, '-m', 'torch.distributed.run', '--standalone', f'--nproc_per_node={nproc}'] if nproc > 1 else [sys.executable]
-    out = subprocess.run(launch + [str(script)], env=env, capture_output=True, text=True, timeout=600)
-    assert out.returncode == 0, out.stderr[-3000:]
-    return [json.loads((out_dir / f'rank{r}.json').read_text()) for r in range(nproc)]
 
 
 @pytest.mark.skipif(not torch.distributed.is_available(), reason='this PyTorch build has no torch.distributed')
 def test_pretrain_mlm_two_processes_equal_one(tmp_path):
-    (alone,), pair = run(tmp_path, 1), run(tmp_path, 2)
+    (alone,), pair = run_per_rank(SCRIPT, tmp_path, 1), run_per_rank(SCRIPT, tmp_path, 2)
     assert [r['rank'] for r in pair] == [0, 1] and {r['world'] for r in pair} == {2}
     w1, w2a, w2b = (torch.tensor(r['weights']) for r in (alone, *pair))
     assert torch.equal(w2a, w2b)                                       # DDP keeps the copies identical
