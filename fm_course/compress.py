@@ -23,7 +23,11 @@ __all__ = ['magnitude_masks', 'apply_masks', 'remove_masks', 'sparsity', 'gradua
            'affine_qparams', 'fake_quantize', 'WeightFakeQuant', 'fake_quantize_weights', 'check_symmetric_qparams']
 
 # %% ../nbs/50_compression.ipynb #5edc3735
-_PRUNABLE = (nn.Linear, nn.Conv2d)
+class _ModuleTypes(tuple):
+    "A tuple of module classes that prints as code, so documented signatures read `(nn.Linear, nn.Conv2d)`."
+    def __repr__(self): return '(' + ', '.join(f'nn.{t.__name__}' for t in self) + ')'
+
+_PRUNABLE = _ModuleTypes((nn.Linear, nn.Conv2d))
 
 def _check_include(include) -> tuple:
     "`include` as a non-empty tuple of `nn.Module` subclasses, or a TypeError naming it."
