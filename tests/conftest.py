@@ -39,3 +39,19 @@ def run_per_rank(script: str, tmp_path: Path, nproc: int) -> list[dict]:
     out = subprocess.run(launch + [str(path)], env=env, capture_output=True, text=True, timeout=600)
     assert out.returncode == 0, out.stderr[-3000:]
     return [json.loads((out_dir / f'rank{r}.json').read_text()) for r in range(nproc)]
+
+
+def assert_two_processes_equal_one(alone: dict, pair: list[dict], keys: tuple[str, ...], time_keys: tuple[str, ...] = ('seconds',)):
+    """The data-parallel equality: 2 processes with half the batch each end with identical copies equal to the 1-process
+    model (float tolerance), log the same steps and token counts, the same `keys` values, and identical reduced logs."""
+    import torch
+    assert [r['rank'] for r in pair] == [0, 1] and {r['world'] for r in pair} == {2}
+    w1, w2a, w2b = (torch.tensor(r['weights']) for r in (alone, *pair))
+    assert torch.equal(w2a, w2b)                                       # DDP keeps the copies identical
+    torch.testing.assert_close(w2a, w1, rtol=0, atol=1e-4)             # ... and equal to the one-process model
+    for r1, r2 in zip(alone['log'], pair[0]['log'], strict=True):
+        assert r1['step'] == r2['step'] and r1['tokens'] == r2['tokens']   # tokens count every process's rows
+        for k in keys:
+            assert abs(r1[k] - r2[k]) < 1e-4, (k, r1[k], r2[k])
+    drop_time = lambda log: [{k: v for k, v in r.items() if k not in time_keys} for r in log]
+    assert drop_time(pair[0]['log']) == drop_time(pair[1]['log'])      # reduced logs: every process reports the same

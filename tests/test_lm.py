@@ -3,7 +3,7 @@ The last test runs `train_lm` under torchrun: two gloo processes with half the b
 import pytest
 import torch
 
-from conftest import run_per_rank
+from conftest import assert_two_processes_equal_one, run_per_rank
 
 from fm_course.train import History
 from fm_course.lm import (GPT, CharTokenizer, GPTConfig, causal_lm_loss, check_bits_per_char, check_top_p, evaluate_lm, filter_logits,
@@ -119,18 +119,7 @@ with open(os.path.join(os.environ['OUT_DIR'], f'rank{rank}.json'), 'w') as f:
 """
 
 
-
-
 @pytest.mark.skipif(not torch.distributed.is_available(), reason='this PyTorch build has no torch.distributed')
 def test_train_lm_two_processes_equal_one(tmp_path):
     (alone,), pair = run_per_rank(SCRIPT, tmp_path, 1), run_per_rank(SCRIPT, tmp_path, 2)
-    assert [r['rank'] for r in pair] == [0, 1] and {r['world'] for r in pair} == {2}
-    w1, w2a, w2b = (torch.tensor(r['weights']) for r in (alone, *pair))
-    assert torch.equal(w2a, w2b)                                       # DDP keeps the copies identical
-    torch.testing.assert_close(w2a, w1, rtol=0, atol=1e-4)             # ... and equal to the one-process model
-    for r1, r2 in zip(alone['log'], pair[0]['log'], strict=True):
-        assert r1['step'] == r2['step'] and r1['tokens'] == r2['tokens']   # tokens count every process's windows
-        for k in ('train_loss', 'val_loss'):
-            assert abs(r1[k] - r2[k]) < 1e-4, (k, r1[k], r2[k])
-    drop_time = lambda log: [{k: v for k, v in r.items() if k not in ('seconds', 'train_seconds')} for r in log]
-    assert drop_time(pair[0]['log']) == drop_time(pair[1]['log'])      # reduced logs: every process reports the same
+    assert_two_processes_equal_one(alone, pair, keys=('train_loss', 'val_loss'), time_keys=('seconds', 'train_seconds'))
