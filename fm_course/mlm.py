@@ -5,6 +5,7 @@
 # %% ../nbs/30_mlm.ipynb #83f007b6
 from __future__ import annotations
 import math
+from collections.abc import Callable
 import time, warnings
 
 import torch
@@ -19,8 +20,8 @@ _all_ = ['SentenceClassifier', 'LengthBuckets']      # re-exported: they live in
 
 # %% auto #0
 __all__ = ['mask_tokens', 'mlm_loss', 'masked_accuracy', 'bert_tokenizer', 'pack_sequences', 'selected_budget', 'mlm_step',
-           'pretrain_mlm', 'train_classifier', 'finetune_classifier', 'check_perplexity', 'SentenceClassifier',
-           'LengthBuckets']
+           'pretrain_mlm', 'train_classifier', 'finetune_classifier', 'check_perplexity', 'check_whole_word_mask',
+           'SentenceClassifier', 'LengthBuckets']
 
 # %% ../nbs/30_mlm.ipynb #3e90c5f3
 def mask_tokens(input_ids: torch.Tensor,  # token ids `[...]`, int64 or int32, on any device
@@ -29,7 +30,7 @@ def mask_tokens(input_ids: torch.Tensor,  # token ids `[...]`, int64 or int32, o
                 vocab_size: int,  # V: random replacements are drawn uniformly from [0, V)
                 special_tokens_mask: torch.Tensor | None = None,  # bool `[...]`, True at [CLS]/[SEP]/[PAD]: never selected
                 mlm_probability: float = 0.15,  # p, the chance that a position is selected, in (0, 1]
-                mask_fraction: float = 0.8,  # share of the selected replaced by [MASK], in [0, 1]
+                mask_fraction: float = 0.8,  # share of the selected replaced by [MASK], in [0, 1] (Devlin et al.'s Table 8: 100/0/0, 80/0/20, 0/20/80 ...)
                 random_fraction: float = 0.1,  # share of the selected replaced by a random token, in [0, 1 - mask_fraction]
                 generator: torch.Generator | None = None,  # for reproducible draws (on `input_ids`' device)
                ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -113,13 +114,15 @@ def mlm_step(model,  # a transformers `BertForMaskedLM` (its `.bert` encoder and
              input_ids: torch.Tensor,  # corrupted ids `[B, L]`
              labels: torch.Tensor,  # `[B, L]`, −100 at positions that are not scored
              k: int,  # positions gathered for the vocabulary projection (`selected_budget`)
+             loss_fn: Callable | None = None,  # `loss_fn(logits [k, V], labels [k])` → scalar, labels −100 where not selected; None: `mlm_loss`
             ) -> tuple[torch.Tensor, torch.Tensor]:
     "Loss and masked accuracy of a `BertForMaskedLM` on corrupted `input_ids` `[B, L]`, computing the vocabulary projection at `k` gathered positions (selected ones first)."
     hidden = model.bert(input_ids=input_ids).last_hidden_state.flatten(0, 1)      # [B*L, d]
     flat = labels.flatten()                                                       # [B*L]
     order = torch.sort((flat != -100).to(torch.uint8), descending=True, stable=True).indices[:k]   # selected positions first, no host sync
     logits = model.cls(hidden[order])                                            # [k, V]
-    return mlm_loss(logits, flat[order], validate=False), masked_accuracy(logits, flat[order])
+    loss = mlm_loss(logits, flat[order], validate=False) if loss_fn is None else loss_fn(logits, flat[order])
+    return loss, masked_accuracy(logits, flat[order])
 
 # %% ../nbs/30_mlm.ipynb #d3eebd4d
 def _clock(device: torch.device) -> float:
@@ -129,8 +132,8 @@ def _clock(device: torch.device) -> float:
 
 class _MLMStep(nn.Module):
     "`mlm_step` as a module's forward, so that `DistributedDataParallel` can wrap it (DDP averages gradients of what its forward ran)."
-    def __init__(self, model): super().__init__(); self.model = model
-    def forward(self, input_ids, labels, k): return mlm_step(self.model, input_ids, labels, k)
+    def __init__(self, model, loss_fn=None): super().__init__(); self.model, self.loss_fn = model, loss_fn
+    def forward(self, input_ids, labels, k): return mlm_step(self.model, input_ids, labels, k, self.loss_fn)
 
 def pretrain_mlm(model,  # a transformers `BertForMaskedLM`, moved to `device`
                  sequences: torch.Tensor,  # packed token ids `[N, L]` (`pack_sequences`)
@@ -140,27 +143,41 @@ def pretrain_mlm(model,  # a transformers `BertForMaskedLM`, moved to `device`
                  lr: float,  # peak learning rate of AdamW
                  special_ids: list[int],  # ids never selected for masking ([CLS], [SEP], [PAD])
                  mask_token_id: int,  # id of [MASK]
+                 mlm_probability: float = 0.15,  # p, the chance that a position is selected, in (0, 1] (training batches and held-out set)
+                 mask_fraction: float = 0.8,  # share of the selected replaced by [MASK], in [0, 1] (as in `mask_tokens`)
+                 random_fraction: float = 0.1,  # share of the selected replaced by a random token, in [0, 1 - mask_fraction]
+                 loss_fn: Callable | None = None,  # training loss `loss_fn(logits [k, V], labels [k])` → scalar, labels −100 where not selected; None: `mlm_loss`
                  warmup: float = 0.06,  # share of `steps` of linear warm-up, then linear decay to 0
                  weight_decay: float = 0.01,  # AdamW decoupled weight decay on the matrices (not on biases and LayerNorm)
                  eval_sequences: torch.Tensor | None = None,  # held-out `[M, L]`, masked once with a fixed seed; None: no evaluation
                  eval_every: int = 100,  # steps between log rows
+                 callback: Callable[[dict, nn.Module], None] | None = None,  # `callback(row, model)` after every log row (rank 0 only), e.g. to save a checkpoint; None: none
                  seed: int = 0,  # seeds the batch draws and the masking
                  device: str | torch.device | None = None,  # where to train; None: `get_device()`
                 ) -> History:
     """Pretrain a `BertForMaskedLM` with AdamW (linear warm-up then linear decay) on random batches of `sequences` `[N, L]`,
-    re-masking every batch. Every `eval_every` steps, logs the mean training loss/accuracy since the last log and the loss on
-    `eval_sequences` masked once with a fixed seed. bf16 autocast on CUDA. Returns a `History` with one row per log:
-    step, tokens, train_loss, train_acc (eval_loss, eval_acc), seconds.
+    re-masking every batch with `mask_tokens(mlm_probability, mask_fraction, random_fraction)`. Every `eval_every` steps, logs
+    the mean training loss (`loss_fn`'s value)/accuracy since the last log and the MLM loss and accuracy on `eval_sequences`,
+    masked once with a fixed seed and the same fractions (always `mlm_loss`, so runs with different `loss_fn` compare).
+    bf16 autocast on CUDA. Returns a `History` with one row per log: step, tokens, train_loss, train_acc (eval_loss, eval_acc), seconds.
+    `callback(row, model)` runs after each row is logged, with the global random state saved and restored around it and
+    its time left out of `seconds`, so that it does not change the run; the row it gets is the one kept in the `History`.
     Under torchrun (W processes) `batch_size` is per process: every process draws and masks the same W·`batch_size` rows
     (same `seed`), takes its own contiguous part, and weights its loss by its share of the batch's selected positions,
-    so that `DistributedDataParallel`'s gradient average is the gradient of the one-process loss on the whole batch;
-    logged losses are reduced over the processes (`tokens` counts every process's)."""
+    so that `DistributedDataParallel`'s gradient average is the gradient of the one-process loss on the whole batch
+    (exact for a `loss_fn` that is a mean over the selected positions); logged losses are reduced over the processes
+    (`tokens` counts every process's); `callback` runs on rank 0 only."""
     if not isinstance(sequences, torch.Tensor) or sequences.ndim != 2: raise ValueError(f"sequences must be a [N, L] tensor, got {getattr(sequences, 'shape', type(sequences).__name__)}")
     for name, v in (('steps', steps), ('batch_size', batch_size), ('eval_every', eval_every)): check_arg(name, v, int, lo=1)
+    check_arg('mlm_probability', mlm_probability, lo=0, hi=1, lo_open=True)
+    check_arg('mask_fraction', mask_fraction, lo=0, hi=1); check_arg('random_fraction', random_fraction, lo=0, hi=1)
+    if mask_fraction + random_fraction > 1: raise ValueError(f"mask_fraction + random_fraction must be <= 1, got {mask_fraction} + {random_fraction}")
+    check_arg('loss_fn', loss_fn, Callable, optional=True); check_arg('callback', callback, Callable, optional=True)
+    masking = dict(mlm_probability=mlm_probability, mask_fraction=mask_fraction, random_fraction=random_fraction)
     device = get_device(device)
     model.to(device).train()
     rank, world = dist_info()
-    net = _MLMStep(model)
+    net = _MLMStep(model, loss_fn)
     if world > 1:   # torchrun: DistributedDataParallel averages the processes' gradients in backward()
         from torch.nn.parallel import DistributedDataParallel
         net = DistributedDataParallel(net, device_ids=[device.index] if device.type == 'cuda' else None)
@@ -169,7 +186,7 @@ def pretrain_mlm(model,  # a transformers `BertForMaskedLM`, moved to `device`
     data = sequences.to(device)                                                   # moved once
     special = torch.isin(data, torch.tensor(special_ids, device=device))
     gen = torch.Generator(device=device).manual_seed(seed)
-    k = selected_budget(batch_size * data.shape[1], 0.15)
+    k = selected_budget(batch_size * data.shape[1], mlm_probability)
     decay, no_decay = [p for n, p in model.named_parameters() if p.ndim >= 2], [p for n, p in model.named_parameters() if p.ndim < 2]
     opt = torch.optim.AdamW([{'params': decay, 'weight_decay': weight_decay}, {'params': no_decay, 'weight_decay': 0.0}], lr=lr, betas=(0.9, 0.98))
     n_warm = max(1, int(warmup * steps))
@@ -177,13 +194,13 @@ def pretrain_mlm(model,  # a transformers `BertForMaskedLM`, moved to `device`
     if eval_sequences is not None:
         ev = eval_sequences.to(device)
         ev_x, ev_y = mask_tokens(ev, mask_token_id=mask_token_id, vocab_size=V, special_tokens_mask=torch.isin(ev, torch.tensor(special_ids, device=device)),
-                                 generator=torch.Generator(device=device).manual_seed(12345))
+                                 generator=torch.Generator(device=device).manual_seed(12345), **masking)
         k_eval = int((ev_y != -100).sum())                                        # fixed positions: count once, before training
     log_rows, loss_sum, acc_sum, n_sum = [], torch.zeros((), device=device), torch.zeros((), device=device), 0
-    t0 = _clock(device)
+    t0, t_callback = _clock(device), 0.0
     for step in range(1, steps + 1):
         rows = torch.randint(data.shape[0], (batch_size * world,), device=device, generator=gen)
-        x, y = mask_tokens(data[rows], mask_token_id=mask_token_id, vocab_size=V, special_tokens_mask=special[rows], generator=gen)
+        x, y = mask_tokens(data[rows], mask_token_id=mask_token_id, vocab_size=V, special_tokens_mask=special[rows], generator=gen, **masking)
         if world > 1:   # |M_r| / |M|: this part's share of the batch's selected positions (on the device: no sync)
             share = (y[part] != -100).sum() / (y != -100).sum().clamp(min=1)
             x, y = x[part], y[part]
@@ -206,8 +223,15 @@ def pretrain_mlm(model,  # a transformers `BertForMaskedLM`, moved to `device`
                     l, a = mlm_step(model, ev_x, ev_y, k_eval)
                 row.update(eval_loss=l.item(), eval_acc=a.item())
                 model.train()
-            row['seconds'] = _clock(device) - t0
+            row['seconds'] = _clock(device) - t0 - t_callback
             log_rows.append(row); loss_sum.zero_(); acc_sum.zero_(); n_sum = 0
+            if callback is not None and rank == 0:
+                t_start = _clock(device)
+                with torch.random.fork_rng(devices=[] if device.type == 'cpu' else [device.index or 0],
+                                           device_type=None if device.type == 'cpu' else device.type):   # dropout's draws stay those of a run without it
+                    callback(row, model)
+                model.train()
+                t_callback += _clock(device) - t_start
     return History(log_rows)
 
 # %% ../nbs/30_mlm.ipynb #4ab67dce
@@ -248,4 +272,34 @@ def check_perplexity(perplexity,  # your function `perplexity(logits, labels) ->
     uniform = float(perplexity(torch.zeros(2, 5, 11), torch.full((2, 5), 3)))
     if not math.isclose(uniform, 11, rel_tol=1e-5): raise AssertionError(f"a uniform model over 11 tokens must have perplexity 11, got {uniform:.4f}")
     print('check_perplexity: correct')
+    return True
+
+def check_whole_word_mask(whole_word_mask,  # your `whole_word_mask(input_ids, is_continuation, *, mask_token_id, vocab_size, special_tokens_mask, mlm_probability, generator)` → `(corrupted, labels)`
+                         ) -> bool:
+    "Exercise 4: check that `whole_word_mask` selects whole words (a word's pieces all or none), about `mlm_probability` of the tokens, never special positions, and replaces the selected 80/10/10 reproducibly."
+    g = torch.Generator().manual_seed(0)
+    B, L, V, p = 2000, 64, 200, 0.15
+    is_cont = torch.zeros(B, L, dtype=torch.bool)
+    starts = torch.rand(B, L, generator=g) < 0.4                               # words of 1 piece (40%) to several (mean 2.5)
+    is_cont[:, 2:-1] = ~starts[:, 2:-1]                                         # position 1 starts the first word; 0 and L-1 are special
+    special = torch.zeros(B, L, dtype=torch.bool); special[:, 0] = special[:, -1] = True
+    ids = torch.randint(5, V, (B, L), generator=g)
+    def run(seed): return whole_word_mask(ids, is_cont, mask_token_id=3, vocab_size=V, special_tokens_mask=special, mlm_probability=p,
+                                          generator=torch.Generator().manual_seed(seed))
+    corrupted, labels = run(1)
+    if not (isinstance(corrupted, torch.Tensor) and isinstance(labels, torch.Tensor) and corrupted.shape == labels.shape == ids.shape):
+        raise AssertionError("whole_word_mask must return (corrupted, labels), two tensors of input_ids' shape")
+    sel = labels != -100
+    if sel[special].any(): raise AssertionError("a special position was selected")
+    if not torch.equal(labels[sel], ids[sel]): raise AssertionError("labels must hold the original ids at the selected positions")
+    if not torch.equal(corrupted[~sel], ids[~sel]): raise AssertionError("positions that are not selected must stay unchanged")
+    split = is_cont & (sel != sel.roll(1, -1))                                  # a continuation piece whose word's previous piece differs
+    if split.any(): raise AssertionError(f"{int(split.sum())} words were split: a word's pieces must be selected together")
+    rate = sel[~special].float().mean().item()
+    if abs(rate - p) > 0.015: raise AssertionError(f"{rate:.1%} of the tokens were selected, expected about {p:.0%} (of tokens, not of words)")
+    mask_share = (corrupted[sel] == 3).float().mean().item()
+    if abs(mask_share - 0.8) > 0.03: raise AssertionError(f"{mask_share:.1%} of the selected tokens became [MASK], expected about 80%")
+    again = run(1)
+    if not (torch.equal(again[0], corrupted) and torch.equal(again[1], labels)): raise AssertionError("the same generator seed must give the same masking: draw every random number from `generator`")
+    print(f'check_whole_word_mask: correct ({rate:.1%} of the tokens selected, {mask_share:.1%} of them [MASK])')
     return True

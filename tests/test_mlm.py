@@ -157,3 +157,85 @@ def test_train_classifier_is_the_recipe_it_replaced_bit_for_bit():
         models.append(model)
     for (n, a), b in zip(models[0].state_dict().items(), models[1].state_dict().values()):
         assert torch.equal(a, b), n
+
+
+@pytest.mark.parametrize('mask, rand', [(0.8, 0.1), (1.0, 0.0), (0.8, 0.0), (0.8, 0.2), (0.0, 0.2), (0.0, 0.0), (0.0, 1.0)])
+def test_mask_tokens_table8_ablations(mask, rand):
+    "Devlin et al.'s Table 8 rows ([MASK]/same/random 80/10/10, 100/0/0, 80/0/20, 80/20/0, 0/20/80, 0/0/100) and all-random are expressible; exact shares."
+    V = 50
+    x = ids((400, 500), V=V)                                   # originals in [5, V): never the [MASK] id 3
+    out, labels = mask_tokens(x, mask_token_id=3, vocab_size=V, mlm_probability=1.0, mask_fraction=mask, random_fraction=rand,
+                              generator=torch.Generator().manual_seed(0))
+    assert (labels == x).all()                                 # p = 1: every position selected
+    is_mask, same = out == 3, out == x
+    if rand == 0: assert (is_mask | same).all()                 # no random draw: [MASK] or the original, exactly
+    if mask == 1: assert is_mask.all()
+    if mask == 0 and rand == 0: assert same.all()
+    n = x.numel()
+    for got, want in ((is_mask, mask + rand / V), (same, 1 - mask - rand + rand / V), (~is_mask & ~same, rand * (1 - 2 / V))):
+        assert abs(got.float().mean().item() - want) <= 5 * math.sqrt(want * (1 - want) / n) + 1e-12
+
+
+def test_pretrain_mlm_checks_the_new_arguments():
+    cfg, model = tiny_bert()
+    seqs = ids((16, 16), V=60)
+    kw = dict(steps=1, batch_size=2, lr=1e-3, special_ids=[0, 1, 2], mask_token_id=4, device='cpu')
+    for name, value, err in [('mlm_probability', 0.0, ValueError), ('mlm_probability', 1.5, ValueError), ('mlm_probability', '0.15', TypeError),
+                             ('mask_fraction', -0.1, ValueError), ('mask_fraction', 1.1, ValueError), ('random_fraction', 2, ValueError),
+                             ('random_fraction', None, TypeError), ('loss_fn', 'mlm_loss', TypeError), ('callback', 3, TypeError)]:
+        with pytest.raises(err, match=name): pretrain_mlm(model, seqs, **kw, **{name: value})
+    with pytest.raises(ValueError, match='mask_fraction'): pretrain_mlm(model, seqs, **kw, mask_fraction=0.9, random_fraction=0.2)
+
+
+def _run(**extra):
+    cfg, model = tiny_bert()                                    # dropout 0.1: the global random state matters
+    seqs = torch.randint(5, 12, (64, 16), generator=torch.Generator().manual_seed(0))
+    log = pretrain_mlm(model, seqs, steps=5, batch_size=8, lr=3e-3, special_ids=[0, 1, 2], mask_token_id=4, eval_sequences=seqs[:8], eval_every=2, device='cpu', **extra)
+    return model, [{k: v for k, v in r.items() if k != 'seconds'} for r in log], log
+
+
+def test_pretrain_mlm_callback_sees_every_row_and_does_not_change_the_run():
+    _, plain, _ = _run()
+    seen = []
+    def callback(row, model):
+        seen.append((row, model))
+        torch.rand(100); model.eval()                          # uses the global random state and changes the mode: neither leaks into the run
+    model, rows, log = _run(callback=callback)
+    assert [r for r, _ in seen] == list(log) and [r['step'] for r, _ in seen] == [2, 4, 5]   # every eval_every steps and at the end, the logged rows
+    assert all(m is model for _, m in seen) and model.training
+    assert rows == plain
+
+
+def test_pretrain_mlm_loss_hook_and_always_mask():
+    _, plain, _ = _run()
+    shapes = []
+    def loss_fn(logits, labels):
+        shapes.append((tuple(logits.shape), tuple(labels.shape)))
+        return mlm_loss(logits, labels, validate=False)
+    _, rows, _ = _run(loss_fn=loss_fn)
+    k = selected_budget(8 * 16, 0.15)
+    assert rows == plain and shapes == [((k, 60), (k,))] * 5     # the hook replaces the training loss only, on the k gathered positions
+    _, rows, _ = _run(loss_fn=lambda lo, la: 2 * mlm_loss(lo, la, validate=False))
+    assert rows[0]['train_loss'] == pytest.approx(2 * plain[0]['train_loss'])
+    _, rows, _ = _run(mask_fraction=1.0, random_fraction=0.0, mlm_probability=0.3)   # Table 8's 100/0/0, more positions
+    assert len(rows) == 3 and all(math.isfinite(r['train_loss']) and math.isfinite(r['eval_loss']) for r in rows)
+
+
+def test_whole_word_mask_checker():
+    from fm_course.mlm import check_whole_word_mask
+
+    def right(input_ids, is_continuation, *, mask_token_id, vocab_size, special_tokens_mask=None, mlm_probability=0.15, generator=None):
+        pos = torch.arange(input_ids.shape[-1]).expand_as(input_ids)
+        start = torch.where(is_continuation, 0, pos).cummax(-1).values     # each piece's word start
+        selected = torch.rand(input_ids.shape, generator=generator).gather(-1, start) < mlm_probability   # one draw per word
+        if special_tokens_mask is not None: selected &= ~special_tokens_mask
+        u = torch.rand(input_ids.shape, generator=generator)
+        random_ids = torch.randint(vocab_size, input_ids.shape, generator=generator)
+        out = torch.where(selected & (u < 0.8), mask_token_id, torch.where(selected & (u >= 0.8) & (u < 0.9), random_ids, input_ids))
+        return out, torch.where(selected, input_ids, -100)
+    assert check_whole_word_mask(right)
+    pieces = lambda x, c, **kw: mask_tokens(x, **kw)                     # token-level masking splits words
+    with pytest.raises(AssertionError, match='split'): check_whole_word_mask(pieces)
+    def grown(x, c, *, mlm_probability, **kw):                          # a piece selected with p selects its whole word: about 1 - (1-p)^2.5 of the tokens
+        return right(x, c, mlm_probability=1.0 - (1 - mlm_probability) ** 2.5, **kw)
+    with pytest.raises(AssertionError, match='tokens were selected'): check_whole_word_mask(grown)
