@@ -28,7 +28,7 @@ ifeq ($(strip $(FM_COURSE_DATA)),)
   endif
 endif
 
-.PHONY: course test test-full smoke venv lock export execute clean-nbs site readme site-check browser-check \
+.PHONY: course test test-full mlm-checkpoint smoke venv lock export execute clean-nbs site readme site-check browser-check \
         lint check-headings check-imports check-export check-clean check-readme check-wheel nbtest reproduce pytest clean
 
 course: execute site readme
@@ -36,6 +36,9 @@ course: execute site readme
 	@echo "Course executed ($(PROFILE) profile) and site built in _build/html."
 	@echo "View it:  $(BIN)/python -m http.server -d _build/html 8000   then open http://127.0.0.1:8000"
 	@echo "Notebooks: $(BIN)/jupyter lab nbs/"
+
+mlm-checkpoint: export   ## re-make the MLM chapter's committed pretraining run (artifacts/mlm_small; about 30 minutes on 2 CPU cores)
+	$(BIN)/python tools/pretrain_mlm.py
 
 test-full:           ## every notebook's tests at the full profile, `#| full` cells included (records go to a scratch folder)
 	$(MAKE) --no-print-directory nbtest FM_COURSE_PROFILE=full

@@ -47,19 +47,25 @@ def pooled_features(encoder: nn.Module,  # a transformers encoder (e.g. `BertMod
                     batch_size: int,  # sentences per forward pass (sorted by length, so padding is short)
                     max_length: int,  # tokens kept per sentence, [CLS] and [SEP] included
                     device: str | torch.device | None = None,  # where to compute; None: `get_device()`
+                    layers: str = 'last',  # 'last': the last hidden states; 'all': the embeddings' output and every layer's, concatenated
                    ) -> torch.Tensor:
     r"""$\varphi(x) = \frac{\sum_t m_t h_t(x)}{\sum_t m_t}$, the masked mean of the last hidden states, for every text, in eval
-    mode and without gradients: `[N, hidden]` float32 on the CPU, rows in the order of `texts`."""
+    mode and without gradients: `[N, hidden]` float32 on the CPU, rows in the order of `texts`. With `layers='all'` the
+    masked means of the $n+1$ hidden states (embeddings, then each of the $n$ layers) side by side, `[N, (n+1)·hidden]`:
+    a linear layer on them can weight the layers as it likes, ELMo's mix of layers (Peters et al. 2018) among them."""
     check_arg('encoder', encoder, nn.Module); _check_texts(texts)
     check_arg('batch_size', batch_size, int, lo=1); check_arg('max_length', max_length, int, lo=2)
+    if layers not in ('last', 'all'): raise ValueError(f"layers must be 'last' or 'all', got {layers!r}")
+    n_states = encoder.config.num_hidden_layers + 1 if layers == 'all' else 1
     device = get_device(device)
     was_training = encoder.training
     encoder.eval().to(device)
-    out = torch.empty(len(texts), encoder.config.hidden_size)
+    out = torch.empty(len(texts), n_states * encoder.config.hidden_size)
     for idx, enc in _batches_by_length(tokenizer, texts, batch_size, max_length):
         enc = {k: v.to(device) for k, v in enc.items()}
-        with autocast(device): h = encoder(**enc).last_hidden_state           # [B, L, d]
-        out[idx] = masked_mean(h.float(), enc['attention_mask']).cpu()
+        with autocast(device): o = encoder(**enc, output_hidden_states=layers == 'all')
+        states = o.hidden_states if layers == 'all' else (o.last_hidden_state,)   # each [B, L, d]
+        out[idx] = torch.cat([masked_mean(h.float(), enc['attention_mask']) for h in states], 1).cpu()
     encoder.train(was_training)
     return out
 

@@ -239,3 +239,92 @@ def test_whole_word_mask_checker():
     def grown(x, c, *, mlm_probability, **kw):                          # a piece selected with p selects its whole word: about 1 - (1-p)^2.5 of the tokens
         return right(x, c, mlm_probability=1.0 - (1 - mlm_probability) ** 2.5, **kw)
     with pytest.raises(AssertionError, match='tokens were selected'): check_whole_word_mask(grown)
+
+
+# --- the chapter's pretraining run: vocabulary, run folder, probe ---------------------------------------------------------
+TINY_TEXTS = {'a': ['the film is good and the acting is great', 'the plot is bad and the pace is slow'] * 40,
+              'b': ['to be or not to be that is the question'] * 40}
+TINY_RECIPE = dict(vocab_size=120, seq_len=16, hidden_size=16, num_hidden_layers=1, num_attention_heads=2, intermediate_size=32,
+                   steps=6, batch_size=4, eval_every=2, checkpoint_steps=(2, 4))
+
+
+def test_train_wordpiece_checks_and_specials():
+    from fm_course.mlm import train_wordpiece
+    tok = train_wordpiece(TINY_TEXTS['a'], 120)
+    assert [tok.pad_token_id, tok.unk_token_id, tok.cls_token_id, tok.sep_token_id, tok.mask_token_id] == [0, 1, 2, 3, 4]
+    assert len(tok) <= 120 and tok.decode(tok('the film is good')['input_ids'], skip_special_tokens=True) == 'the film is good'
+    with pytest.raises(TypeError, match='texts'): train_wordpiece('a single string', 120)
+    with pytest.raises(ValueError, match='vocab_size'): train_wordpiece(TINY_TEXTS['a'], 10)
+
+
+@pytest.fixture
+def tiny_run(tmp_path, monkeypatch):
+    from fm_course import mlm
+    monkeypatch.setattr(mlm, 'mlm_corpus_texts', lambda: TINY_TEXTS)
+    import fm_course.data
+    monkeypatch.setattr(fm_course.data, 'load_sst2', lambda split, root=None: (TINY_TEXTS['a'][:8], torch.zeros(8, dtype=torch.long)))
+    return mlm.pretrain_run(tmp_path/'run', TINY_RECIPE, device='cpu', verbose=False)
+
+
+def test_pretrain_run_round_trip(tiny_run):
+    from fm_course.mlm import evaluate_mlm, load_pretraining_run
+    run = load_pretraining_run(tiny_run.folder)
+    assert sorted(run.checkpoints) == [2, 4, 6] and [r['step'] for r in run.log] == [2, 4, 6]
+    assert set(run.encoder_state(2)) == set(run.model.bert.state_dict())
+    tok = run.tokenizer
+    held = torch.stack([torch.tensor(tok(TINY_TEXTS['a'][0], padding='max_length', max_length=16)['input_ids'])] * 2)
+    loss, acc = evaluate_mlm(run.model, held, special_ids=[tok.cls_token_id, tok.sep_token_id, tok.pad_token_id], mask_token_id=tok.mask_token_id, device='cpu')
+    assert math.isfinite(loss) and 0 <= acc <= 1
+    with pytest.raises(ValueError, match='step'): run.encoder_state(3)
+    assert not list(tiny_run.folder.parent.glob('.*partial*'))                      # the working folder is gone
+
+
+def test_load_pretraining_run_missing_and_corrupt(tiny_run, tmp_path):
+    from fm_course.data import CorruptDataError, MissingDataError
+    from fm_course.mlm import load_pretraining_run
+    with pytest.raises(MissingDataError, match='make mlm-checkpoint'): load_pretraining_run(tmp_path/'nowhere')
+    f = tiny_run.folder/'encoder-step000002.safetensors'
+    f.write_bytes(f.read_bytes()[:-1] + b'\0')
+    with pytest.raises(CorruptDataError, match='encoder-step000002.safetensors'): load_pretraining_run(tiny_run.folder)
+    f.unlink()
+    with pytest.raises(MissingDataError, match='encoder-step000002.safetensors'): load_pretraining_run(tiny_run.folder)
+
+
+def test_pretrain_run_bad_recipe_and_interrupted(tmp_path, monkeypatch):
+    from fm_course import mlm
+    with pytest.raises(ValueError, match='unknown keys'): mlm.pretrain_run(tmp_path/'r', dict(TINY_RECIPE, layers=2))
+    with pytest.raises(ValueError, match='checkpoint_steps'): mlm.pretrain_run(tmp_path/'r', dict(TINY_RECIPE, checkpoint_steps=(3,)))
+    monkeypatch.setattr(mlm, 'mlm_corpus_texts', lambda: TINY_TEXTS)
+    import fm_course.data
+    monkeypatch.setattr(fm_course.data, 'load_sst2', lambda split, root=None: (TINY_TEXTS['a'][:8], torch.zeros(8, dtype=torch.long)))
+    def boom(*a, **k): raise KeyboardInterrupt
+    monkeypatch.setattr(mlm, 'pretrain_mlm', boom)
+    with pytest.raises(KeyboardInterrupt): mlm.pretrain_run(tmp_path/'r', TINY_RECIPE, device='cpu', verbose=False)
+    assert not (tmp_path/'r').exists() and not list(tmp_path.glob('.*'))       # nothing half-written is left
+
+
+def test_committed_run_verifies():
+    from fm_course.mlm import MLM_RECIPE, load_pretraining_run
+    run = load_pretraining_run()                                                # the course's run, checked against its SHA-256s
+    assert run.recipe == {**MLM_RECIPE, 'checkpoint_steps': list(MLM_RECIPE['checkpoint_steps'])} and run.log[-1]['step'] == MLM_RECIPE['steps']
+
+
+def test_linear_probe_checks():
+    from fm_course.mlm import linear_probe
+    g = torch.Generator().manual_seed(0)
+    X, y = torch.randn(60, 4, generator=g), torch.zeros(60, dtype=torch.long)
+    y[X[:, 0] > 0] = 1
+    res = linear_probe((X[:40], y[:40]), (X[40:50], y[40:50]), (X[50:], y[50:]))
+    assert res['test_acc'] >= 0.8 and res['C'] in (0.001, 0.01, 0.1, 1.0)
+    with pytest.raises(ValueError, match='train'): linear_probe((X[:40], y[:39]), (X[40:50], y[40:50]), (X[50:], y[50:]))
+    with pytest.raises(ValueError, match='Cs'): linear_probe((X[:40], y[:40]), (X[40:50], y[40:50]), (X[50:], y[50:]), Cs=(0,))
+
+
+def test_docstrings_have_no_control_characters():
+    "A LaTeX docstring written without r'' turns \\f, \\r, \\t into control characters (\\frac -> form feed + 'rac')."
+    import inspect
+    from fm_course import mlm
+    for name in mlm.__all__:
+        doc = inspect.getdoc(getattr(mlm, name)) or ''
+        bad = [hex(ord(ch)) for ch in doc if ord(ch) < 32 and ch != '\n']
+        assert not bad, f"{name}'s docstring has control characters {bad}"

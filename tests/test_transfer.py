@@ -230,3 +230,15 @@ def test_check_l2sp_sweep_accepts_noise_and_other_alphas():
     assert check_l2sp_sweep({**GOOD_SWEEP, 0.1: (0.72, 4.05)})                         # within rtol = 5% of the distance at 0.01
     assert check_l2sp_sweep({0.5: (0.8, 2.0), 50: (0.7, 0.1)}, alphas=(0.5, 50))
     with pytest.raises(TypeError, match='results'): check_l2sp_sweep([(0, 0.7, 4.0)])
+
+
+def test_pooled_features_layers():
+    from fm_course.mlm import train_wordpiece
+    tok = train_wordpiece(['a good film', 'a bad film'] * 20, 100)
+    enc = tiny_bert()
+    assert len(tok) <= enc.config.vocab_size                                    # every id fits the tiny encoder's table
+    last = pooled_features(enc, tok, ['a good film', 'a bad film'], batch_size=2, max_length=8)
+    every = pooled_features(enc, tok, ['a good film', 'a bad film'], batch_size=2, max_length=8, layers='all')
+    d = enc.config.hidden_size
+    assert every.shape == (2, (enc.config.num_hidden_layers + 1) * d) and torch.allclose(every[:, -d:], last, atol=1e-6)   # the last block is the last layer's
+    with pytest.raises(ValueError, match='layers'): pooled_features(enc, tok, ['a'], batch_size=2, max_length=8, layers='top')
