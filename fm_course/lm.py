@@ -376,6 +376,7 @@ def train_lm(model: GPT,  # the network, trained in place and moved to `device`
              eval_windows: int | None = 240,  # windows of `eval_ids` scored (`evaluate_lm`); None: all
              seed: int = 0,  # seeds the batch draws
              device: str | torch.device | None = None,  # where to train; None: `get_device()`
+             starts: torch.Tensor | None = None,  # `[steps, W·batch_size]` window starts to use instead of random draws (e.g. to replay another implementation's batches); None: drawn
             ) -> History:
     r"""Minimise `causal_lm_loss` on random windows of `train_ids` (start $s \sim U\{0, N - T - 1\}$, input $x_{s:s+T}$,
     targets $x_{s+1:s+T+1}$, drawn on the device) with AdamW, warm-up + cosine decay (`lm_lr`), gradient clipping and bf16
@@ -383,7 +384,8 @@ def train_lm(model: GPT,  # the network, trained in place and moved to `device`
     row), val_loss (`evaluate_lm` on `eval_ids`), seconds and train_seconds (evaluation excluded); one host sync per row.
     Under torchrun (W processes) `batch_size` is per process: every process draws the same W·`batch_size` windows (same
     `seed`) and takes its own part; `DistributedDataParallel` averages the gradients, which is the one-process gradient on
-    the whole batch since every part has the same number of positions; logged losses are reduced over the processes."""
+    the whole batch since every part has the same number of positions; logged losses are reduced over the processes.
+    `starts` fixes the batches instead: row $s-1$ holds the window starts of step $s$ (each in $[0, N - T - 1]$)."""
     check_arg('model', model, GPT)
     if not isinstance(train_ids, torch.Tensor) or train_ids.ndim != 1 or train_ids.is_floating_point(): raise ValueError(f"train_ids must be a 1-D integer tensor, got {getattr(train_ids, 'dtype', type(train_ids).__name__)} {list(getattr(train_ids, 'shape', []))}")
     for name, v in (('steps', steps), ('batch_size', batch_size), ('eval_every', eval_every)): check_arg(name, v, int, lo=1)
@@ -395,8 +397,12 @@ def train_lm(model: GPT,  # the network, trained in place and moved to `device`
     if len(train_ids) < T + 2: raise ValueError(f"train_ids has {len(train_ids)} tokens, fewer than block_size + 2 = {T + 2}")
     min_lr = lr / 10 if min_lr is None else min_lr
     device = get_device(device)
-    model.to(device).train()
     rank, world = dist_info()
+    if starts is not None:
+        if not isinstance(starts, torch.Tensor) or starts.is_floating_point() or tuple(starts.shape) != (steps, batch_size * world):
+            raise ValueError(f"starts must be an integer tensor of shape [steps, W*batch_size] = [{steps}, {batch_size * world}], got {getattr(starts, 'dtype', type(starts).__name__)} {list(getattr(starts, 'shape', []))}")
+        if starts.min() < 0 or starts.max() > len(train_ids) - T - 1: raise ValueError(f"starts must lie in [0, {len(train_ids) - T - 1}] (len(train_ids) - block_size - 1), got [{int(starts.min())}, {int(starts.max())}]")
+    model.to(device).train()
     net = model
     if world > 1:   # torchrun: DistributedDataParallel averages the processes' gradients in backward()
         from torch.nn.parallel import DistributedDataParallel
@@ -405,6 +411,7 @@ def train_lm(model: GPT,  # the network, trained in place and moved to `device`
     data = train_ids.to(device).long()                                                   # moved once
     offsets = torch.arange(T + 1, device=device)
     gen = torch.Generator(device=device).manual_seed(seed)
+    given = None if starts is None else starts.to(device).long()                       # moved once
     decay = [p for p in model.parameters() if p.ndim >= 2]                               # matrices and embeddings
     no_decay = [p for p in model.parameters() if p.ndim < 2]                             # biases, LayerNorm gains
     opt = torch.optim.AdamW([{'params': decay, 'weight_decay': weight_decay}, {'params': no_decay, 'weight_decay': 0.0}],
@@ -413,8 +420,8 @@ def train_lm(model: GPT,  # the network, trained in place and moved to `device`
     rows, loss_sum, n_sum, eval_s = [], torch.zeros((), device=device), 0, 0.0
     t0 = _clock(device)
     for step in range(1, steps + 1):
-        starts = torch.randint(len(data) - T - 1, (batch_size * world,), device=device, generator=gen)
-        win = data[(starts[:, None] + offsets)[part]]                                    # [B, T+1]
+        first = torch.randint(len(data) - T - 1, (batch_size * world,), device=device, generator=gen) if starts is None else given[step - 1]
+        win = data[(first[:, None] + offsets)[part]]                                     # [B, T+1]
         with autocast(device): _, loss = net(win[:, :-1], win[:, 1:])
         opt.zero_grad(set_to_none=True)
         loss.backward()

@@ -7,7 +7,7 @@ from conftest import assert_two_processes_equal_one, run_per_rank
 
 from fm_course.train import History
 from fm_course.lm import (GPT, CharTokenizer, GPTConfig, causal_lm_loss, check_bits_per_char, check_top_p, evaluate_lm, filter_logits,
-                          generate, lm_windows, ngram_logprobs, split_ids, to_hf_gpt2, train_lm)
+                          generate, lm_lr, lm_windows, ngram_logprobs, split_ids, to_hf_gpt2, train_lm)
 
 
 def tiny(**kw):
@@ -123,3 +123,23 @@ with open(os.path.join(os.environ['OUT_DIR'], f'rank{rank}.json'), 'w') as f:
 def test_train_lm_two_processes_equal_one(tmp_path):
     (alone,), pair = run_per_rank(SCRIPT, tmp_path, 1), run_per_rank(SCRIPT, tmp_path, 2)
     assert_two_processes_equal_one(alone, pair, keys=('train_loss', 'val_loss'), time_keys=('seconds', 'train_seconds'))
+
+
+def test_train_lm_given_starts():
+    "`starts=` replaces the random draws: the run equals a hand-written loop on those windows, and bad starts are named."
+    ids = stream()
+    T, B, steps = 8, 4, 6
+    starts = torch.randint(len(ids) - T, (steps, B), generator=torch.Generator().manual_seed(3))   # every valid start, the last included
+    torch.manual_seed(0); m = tiny()
+    h = train_lm(m, ids, steps=steps, batch_size=B, warmup=1, eval_every=1, grad_clip=None, weight_decay=0.0, device='cpu', starts=starts)
+    torch.manual_seed(0); ref = tiny()
+    opt = torch.optim.AdamW(ref.parameters(), lr=1e-3, betas=(0.9, 0.99), weight_decay=0.0)
+    for s in range(steps):
+        for g in opt.param_groups: g['lr'] = lm_lr(s, lr=1e-3, min_lr=1e-4, warmup=1, steps=steps)
+        win = ids[starts[s][:, None] + torch.arange(T + 1)].long()
+        _, loss = ref(win[:, :-1], win[:, 1:])
+        opt.zero_grad(); loss.backward(); opt.step()
+        assert abs(loss.item() - h[s]['train_loss']) < 1e-5
+    with pytest.raises(ValueError, match='starts'): train_lm(tiny(), ids, steps=steps, batch_size=B, starts=starts[:-1])
+    with pytest.raises(ValueError, match='starts'): train_lm(tiny(), ids, steps=steps, batch_size=B, starts=starts.float())
+    with pytest.raises(ValueError, match='starts'): train_lm(tiny(), ids, steps=steps, batch_size=B, starts=starts + len(ids))
