@@ -22,7 +22,7 @@ _all_ = ['SentenceClassifier', 'LengthBuckets']      # re-exported: they live in
 
 # %% auto #0
 __all__ = ['MLM_RECIPE', 'MLM_RUN', 'mask_tokens', 'mlm_loss', 'masked_accuracy', 'bert_tokenizer', 'train_wordpiece',
-           'pack_sequences', 'mlm_corpus_texts', 'selected_budget', 'mlm_step', 'pretrain_mlm', 'evaluate_mlm',
+           'pack_sequences', 'mlm_corpus_texts', 'selected_budget', 'mlm_step', 'evaluate_mlm', 'pretrain_mlm',
            'PretrainingRun', 'pretrain_run', 'load_pretraining_run', 'train_classifier', 'finetune_classifier',
            'linear_probe', 'check_perplexity', 'check_whole_word_mask', 'SentenceClassifier', 'LengthBuckets']
 
@@ -156,6 +156,29 @@ def mlm_step(model,  # a transformers `BertForMaskedLM` (its `.bert` encoder and
     return loss, masked_accuracy(logits, flat[order])
 
 # %% ../nbs/30_mlm.ipynb #d3eebd4d
+def evaluate_mlm(model,  # a transformers `BertForMaskedLM`; put in eval mode for the pass and restored after
+                 sequences: torch.Tensor,  # packed token ids `[M, L]`
+                 *,
+                 special_ids: list[int],  # ids never selected ([CLS], [SEP], [PAD])
+                 mask_token_id: int,  # id of [MASK]
+                 mlm_probability: float = 0.15,  # as in `mask_tokens`
+                 mask_fraction: float = 0.8,  # as in `mask_tokens`
+                 random_fraction: float = 0.1,  # as in `mask_tokens`
+                 seed: int = 12345,  # the masking draw (`pretrain_mlm` masks its held-out set with 12345)
+                 device: str | torch.device | None = None,  # where to run; None: `get_device()`
+                ) -> tuple[float, float]:
+    "MLM loss and masked accuracy on `sequences` masked once with `seed`: the numbers `pretrain_mlm` logs as eval_loss and eval_acc."
+    if not isinstance(sequences, torch.Tensor) or sequences.ndim != 2: raise ValueError(f"sequences must be a [M, L] tensor, got {getattr(sequences, 'shape', type(sequences).__name__)}")
+    device = get_device(device)
+    ev = sequences.to(device)
+    x, y = mask_tokens(ev, mask_token_id=mask_token_id, vocab_size=model.config.vocab_size, special_tokens_mask=torch.isin(ev, torch.tensor(special_ids, device=device)),
+                       generator=torch.Generator(device=device).manual_seed(seed), mlm_probability=mlm_probability, mask_fraction=mask_fraction, random_fraction=random_fraction)
+    was_training = model.training
+    model.to(device).eval()
+    with torch.no_grad(), autocast(device): loss, acc = mlm_step(model, x, y, int((y != -100).sum()))
+    model.train(was_training)
+    return loss.item(), acc.item()
+
 def _clock(device: torch.device) -> float:
     "Seconds on the host clock, after the device's queued work has finished (so GPU time is counted)."
     sync_device(device)
@@ -222,11 +245,7 @@ def pretrain_mlm(model,  # a transformers `BertForMaskedLM`, moved to `device`
     opt = torch.optim.AdamW([{'params': decay, 'weight_decay': weight_decay}, {'params': no_decay, 'weight_decay': 0.0}], lr=lr, betas=(0.9, 0.98))
     n_warm = max(1, int(warmup * steps))
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min((s + 1) / n_warm, max(0.0, (steps - s) / max(1, steps - n_warm))))
-    if eval_sequences is not None:
-        ev = eval_sequences.to(device)
-        ev_x, ev_y = mask_tokens(ev, mask_token_id=mask_token_id, vocab_size=V, special_tokens_mask=torch.isin(ev, torch.tensor(special_ids, device=device)),
-                                 generator=torch.Generator(device=device).manual_seed(12345), **masking)
-        k_eval = int((ev_y != -100).sum())                                        # fixed positions: count once, before training
+    if eval_sequences is not None: ev = eval_sequences.to(device)                # moved once
     log_rows, loss_sum, acc_sum, n_sum = [], torch.zeros((), device=device), torch.zeros((), device=device), 0
     t0, t_callback = _clock(device), 0.0
     for step in range(1, steps + 1):
@@ -248,12 +267,8 @@ def pretrain_mlm(model,  # a transformers `BertForMaskedLM`, moved to `device`
                 import torch.distributed as dist
                 dist.all_reduce(sums)                                            # the processes' shares add up to the batch means
             row = {'step': step, 'tokens': step * batch_size * world * data.shape[1], 'train_loss': (sums[0] / n_sum).item(), 'train_acc': (sums[1] / n_sum).item()}
-            if eval_sequences is not None:
-                model.eval()
-                with torch.no_grad(), autocast(device):
-                    l, a = mlm_step(model, ev_x, ev_y, k_eval)
-                row.update(eval_loss=l.item(), eval_acc=a.item())
-                model.train()
+            if eval_sequences is not None:                                       # the same fixed masking (seed 12345) at every row
+                row['eval_loss'], row['eval_acc'] = evaluate_mlm(model, ev, special_ids=special_ids, mask_token_id=mask_token_id, **masking, device=device)
             row['seconds'] = _clock(device) - t0 - t_callback
             log_rows.append(row); loss_sum.zero_(); acc_sum.zero_(); n_sum = 0
             if callback is not None and rank == 0:
@@ -266,29 +281,6 @@ def pretrain_mlm(model,  # a transformers `BertForMaskedLM`, moved to `device`
     return History(log_rows)
 
 # %% ../nbs/30_mlm.ipynb #3c5b0540
-def evaluate_mlm(model,  # a transformers `BertForMaskedLM`; put in eval mode for the pass and restored after
-                 sequences: torch.Tensor,  # packed token ids `[M, L]`
-                 *,
-                 special_ids: list[int],  # ids never selected ([CLS], [SEP], [PAD])
-                 mask_token_id: int,  # id of [MASK]
-                 mlm_probability: float = 0.15,  # as in `mask_tokens`
-                 mask_fraction: float = 0.8,  # as in `mask_tokens`
-                 random_fraction: float = 0.1,  # as in `mask_tokens`
-                 seed: int = 12345,  # the masking draw (`pretrain_mlm` masks its held-out set with 12345)
-                 device: str | torch.device | None = None,  # where to run; None: `get_device()`
-                ) -> tuple[float, float]:
-    "MLM loss and masked accuracy on `sequences` masked once with `seed`: the numbers `pretrain_mlm` logs as eval_loss and eval_acc."
-    if not isinstance(sequences, torch.Tensor) or sequences.ndim != 2: raise ValueError(f"sequences must be a [M, L] tensor, got {getattr(sequences, 'shape', type(sequences).__name__)}")
-    device = get_device(device)
-    ev = sequences.to(device)
-    x, y = mask_tokens(ev, mask_token_id=mask_token_id, vocab_size=model.config.vocab_size, special_tokens_mask=torch.isin(ev, torch.tensor(special_ids, device=device)),
-                       generator=torch.Generator(device=device).manual_seed(seed), mlm_probability=mlm_probability, mask_fraction=mask_fraction, random_fraction=random_fraction)
-    was_training = model.training
-    model.to(device).eval()
-    with torch.no_grad(), autocast(device): loss, acc = mlm_step(model, x, y, int((y != -100).sum()))
-    model.train(was_training)
-    return loss.item(), acc.item()
-
 @dataclass
 class PretrainingRun:
     "A finished `pretrain_run`, as `load_pretraining_run` reads it back."
@@ -311,6 +303,13 @@ class PretrainingRun:
         if step not in self.checkpoints: raise ValueError(f"step must be one of the saved checkpoints {sorted(self.checkpoints)}, got {step!r}")
         return load_file(str(self.checkpoints[step]))
 
+def _bert_config(recipe: dict, tok):
+    "The `BertConfig` a recipe describes, for the vocabulary of `tok`."
+    from transformers import BertConfig
+    return BertConfig(vocab_size=len(tok), max_position_embeddings=recipe['seq_len'], pad_token_id=tok.pad_token_id,
+                      hidden_dropout_prob=recipe['dropout'], attention_probs_dropout_prob=recipe['dropout'],
+                      **{k: recipe[k] for k in ('hidden_size', 'num_hidden_layers', 'num_attention_heads', 'intermediate_size', 'tie_word_embeddings')})
+
 def _run_files(folder: Path, recipe: dict) -> dict:
     return {**{s: folder/f'encoder-step{s:06d}.safetensors' for s in recipe['checkpoint_steps']}, recipe['steps']: folder/f"encoder-step{recipe['steps']:06d}.safetensors"}
 
@@ -326,7 +325,7 @@ def pretrain_run(folder: str | os.PathLike,  # where the run is written (replace
     only when the run is complete (the manifest `run.json`, with every file's SHA-256, is written last), so an
     interrupted run leaves no half-written `folder`."""
     import json, platform, shutil
-    from transformers import BertConfig, BertForMaskedLM
+    from transformers import BertForMaskedLM
     from fm_course.core import atomic_path, library_versions, save_checkpoint, seed_everything
     from fm_course.data import file_digest, load_sst2
     recipe = {**MLM_RECIPE, **(recipe or {})}
@@ -345,8 +344,7 @@ def pretrain_run(folder: str | os.PathLike,  # where the run is written (replace
         L = recipe['seq_len']
         parts = {k: pack_sequences(v, tok, L) for k, v in texts.items()}
         corpus, held_out = torch.cat(list(parts.values())), pack_sequences(load_sst2('dev')[0], tok, L)
-        cfg = BertConfig(vocab_size=len(tok), max_position_embeddings=L, pad_token_id=tok.pad_token_id, hidden_dropout_prob=recipe['dropout'], attention_probs_dropout_prob=recipe['dropout'],
-                         **{k: recipe[k] for k in ('hidden_size', 'num_hidden_layers', 'num_attention_heads', 'intermediate_size', 'tie_word_embeddings')})
+        cfg = _bert_config(recipe, tok)
         seed_everything(recipe['seed'])
         model = BertForMaskedLM(cfg)
         files = _run_files(tmp, recipe)
@@ -377,7 +375,7 @@ def load_pretraining_run(folder: str | os.PathLike | None = None,  # a `pretrain
                         ) -> PretrainingRun:
     "Read a run written by `pretrain_run`, checking every file against the SHA-256 in its manifest `run.json`."
     import json
-    from transformers import BertConfig, BertForMaskedLM, BertTokenizerFast
+    from transformers import BertForMaskedLM, BertTokenizerFast
     from fm_course.core import load_checkpoint, project_root
     from fm_course.data import CorruptDataError, MissingDataError, file_digest
     if folder is None:
@@ -397,8 +395,7 @@ def load_pretraining_run(folder: str | os.PathLike | None = None,  # a `pretrain
         if got != digest: raise CorruptDataError(f"{f} has SHA-256 {got}, the manifest says {digest}; {how}")
     recipe = meta['recipe']
     tok = BertTokenizerFast.from_pretrained(folder)
-    cfg = BertConfig(vocab_size=len(tok), max_position_embeddings=recipe['seq_len'], pad_token_id=tok.pad_token_id, hidden_dropout_prob=recipe['dropout'], attention_probs_dropout_prob=recipe['dropout'],
-                     **{k: recipe[k] for k in ('hidden_size', 'num_hidden_layers', 'num_attention_heads', 'intermediate_size', 'tie_word_embeddings')})
+    cfg = _bert_config(recipe, tok)
     model = BertForMaskedLM(cfg)
     load_checkpoint(model, folder/'model.safetensors')
     return PretrainingRun(folder, recipe, tok, model.eval(), History(meta['log']), _run_files(folder, recipe), meta['info'])
