@@ -127,3 +127,27 @@ def test_distill_loss_fn_hook_replaces_kd_loss():
     assert h1['train_loss'] == h2['train_loss'] and torch.equal(s1.weight, s2.weight)
     distill(s3, teacher, x, y, epochs=2, device='cpu', loss_fn=lambda z, v, yb: F.mse_loss(z, v))   # any (z, v, y) -> scalar
     assert not torch.equal(s3.weight, s1.weight)
+
+
+def test_distill_with_precomputed_teacher_logits_is_the_same_run():
+    "Passing `v = teacher_logits(teacher, x, prep)` trains the same student as letting `distill` compute it."
+    g = torch.Generator().manual_seed(0)
+    x, y = torch.randn(128, 3, generator=g), torch.randint(0, 2, (128,), generator=g)
+    teacher, s0 = nn.Sequential(nn.Linear(3, 8), nn.ReLU(), nn.Linear(8, 2)), nn.Linear(3, 2)
+    prep = lambda t: 2 * t
+    s1, s2 = copy.deepcopy(s0), copy.deepcopy(s0)
+    h1 = distill(s1, teacher, x, y, epochs=2, prep=prep, device='cpu')
+    h2 = distill(s2, teacher, x, y, epochs=2, prep=prep, v=teacher_logits(teacher, x, prep, device='cpu'), device='cpu')
+    assert h1['train_loss'] == h2['train_loss'] and torch.equal(s1.weight, s2.weight)
+
+
+def test_distill_bad_precomputed_teacher_logits():
+    x, y = torch.randn(64, 3), torch.randint(0, 2, (64,))
+    student, teacher = nn.Linear(3, 2), nn.Linear(3, 2)
+    with pytest.raises(TypeError, match='v must be'): distill(student, teacher, x, y, epochs=1, v=[[0.0, 0.0]] * 64)
+    for bad in (torch.zeros(63, 2), torch.zeros(64), torch.zeros(64, 2, 1), torch.zeros(64, 2, dtype=torch.long)):
+        with pytest.raises(ValueError, match=r'v must be .*\[N, K\] with N = 64'): distill(student, teacher, x, y, epochs=1, v=bad)
+    with pytest.raises(ValueError, match='v and augment'):
+        distill(student, teacher, x, y, epochs=1, augment=lambda t: t, v=torch.zeros(64, 2))
+    with pytest.raises(ValueError, match='same shape'):             # K that differs from the student's outputs: kd_loss says so
+        distill(student, teacher, x, y, epochs=1, v=torch.zeros(64, 5), device='cpu')

@@ -14,6 +14,7 @@ SB3 first on odd ones) so that drift in the machine's speed hits both sides alik
     pip install -c constraints.txt "stable-baselines3==2.9.2"     # a benchmark-only dependency
     python tools/bench_dqn.py --seeds 0-9 --out results/dqn_vs_sb3.json
     python tools/bench_dqn.py --profile-only --out /tmp/profile.json     # the per-update profile alone
+    python tools/bench_dqn.py --floor --out results/dqn_vs_sb3.json      # add the update's floor and faster candidates
 """
 from __future__ import annotations
 import argparse, json, math, os, platform, subprocess, sys, time
@@ -24,6 +25,7 @@ ZOO_CARTPOLE = dict(learning_rate=2.3e-3, batch_size=64, buffer_size=100_000, le
                     exploration_final_eps=0.04, policy_kwargs=dict(net_arch=[256, 256]))
 TOTAL_STEPS, EVAL_EVERY, EVAL_EPISODES, EVAL_OFFSET, SOLVE, STRICT_LAST = 50_000, 5_000, 10, 10_000, 475.0, 3
 N_BOOT, CI = 10_000, 0.95
+PROFILE_REPEATS = 3
 
 
 def ours_config(seed: int, total_steps: int = TOTAL_STEPS):
@@ -174,6 +176,81 @@ def profile_ours(n_updates: int, threads: int) -> dict:
     return _per_update(totals, wall, n_updates)
 
 
+FLOOR_VARIANTS = ('matrix products alone', 'train_dqn (eager)', 'targets batched per target period', 'torch.compile (loss)',
+                  'torch.compile (whole update)', 'bf16 autocast')
+
+
+def profile_floor(variant: str, n_updates: int, threads: int) -> float:
+    """Microseconds per update of one variant of train_dqn's update (same network, batch, optimizer, clipping and data as
+    `profile_ours`): the update as train_dqn runs it; candidates for a faster one (the target network's forward for all
+    128 updates of a target period in one batched pass; torch.compile, CPU inductor, of the loss or of the whole step;
+    bf16 autocast); and the floor, the update's 11 matrix products alone (6 forward, 5 backward) at the same shapes."""
+    import copy
+    import torch
+    import torch.nn.functional as F
+    from torch import nn
+    from fm_course.models import MLP
+    from fm_course.rl import dqn_target
+    torch.set_num_threads(threads); torch.manual_seed(0)
+    c = ours_config(0)
+    S, A, R, S2, D = _fill_transitions(10_000)
+    replay = {'obs': torch.as_tensor(S), 'actions': torch.as_tensor(A).long(), 'rewards': torch.as_tensor(R),
+              'next_obs': torch.as_tensor(S2), 'dones': torch.as_tensor(D)}
+    q = MLP((4, *c.hidden, 2)); q_target = copy.deepcopy(q).requires_grad_(False)
+    opt = torch.optim.Adam(q.parameters(), lr=c.learning_rate, fused=True)
+    gen = torch.Generator().manual_seed(0)
+    B, period = c.batch_size, c.target_update_interval
+    if variant == 'matrix products alone':
+        W = [l.weight.detach() for l in q if isinstance(l, nn.Linear)]; b = [l.bias.detach() for l in q if isinstance(l, nn.Linear)]
+        x = [torch.randn(B, w.shape[1]) for w in W]; g = [torch.randn(B, w.shape[0]) for w in W]
+        def update():
+            for _ in range(2):   # online and target forward: addmm per layer
+                for xi, wi, bi in zip(x, W, b): torch.addmm(bi, xi, wi.t())
+            for i in range(3):   # backward: dW per layer, dX for the two upper layers
+                g[i].t().mm(x[i])
+                if i: g[i].mm(W[i])
+    else:
+        def loss_of(s, a, y):
+            return F.smooth_l1_loss(q(s).gather(1, a[:, None]).squeeze(1), y)
+        if variant == 'torch.compile (loss)': loss_of = torch.compile(loss_of)
+        def step(s, a, y):
+            with torch.autocast('cpu', torch.bfloat16, enabled=variant == 'bf16 autocast'):
+                loss = loss_of(s, a, y)
+            opt.zero_grad(set_to_none=True); loss.backward()
+            nn.utils.clip_grad_norm_(q.parameters(), c.max_grad_norm); opt.step()
+            return loss.detach()
+        if variant == 'torch.compile (whole update)': step = torch.compile(step)
+        def targets(idx):
+            with torch.no_grad(), torch.autocast('cpu', torch.bfloat16, enabled=variant == 'bf16 autocast'):
+                return dqn_target(replay['rewards'][idx], replay['dones'][idx], q_target(replay['next_obs'][idx]).float(), c.gamma, None)
+        k = [0]; y_period = [None]
+        def update():
+            if variant == 'targets batched per target period':
+                if k[0] % period == 0:
+                    idx_period = torch.randint(10_000, (period, B), generator=gen)
+                    y_period[0] = (idx_period, targets(idx_period.flatten()).view(period, B))
+                idx, y = y_period[0][0][k[0] % period], y_period[0][1][k[0] % period]
+            else:
+                idx = torch.randint(10_000, (B,), generator=gen); y = targets(idx)
+            step(replay['obs'][idx], replay['actions'][idx], y)
+            k[0] += 1
+    for _ in range(2 * period): update()   # warm-up (and compilation)
+    t0 = time.perf_counter()
+    for _ in range(n_updates): update()
+    return (time.perf_counter() - t0) / n_updates * 1e6
+
+
+def run_floor(n_updates: int, threads: int = 2, repeats: int = PROFILE_REPEATS) -> dict:
+    "`profile_floor` for every variant, each in its own process, `repeats` interleaved rounds, the fastest of each."
+    best = {}
+    for _ in range(repeats):
+        for v in FLOOR_VARIANTS:
+            us = _child(['--one-floor', v, '--n-updates', str(n_updates), '--threads', str(threads)])
+            best[v] = min(best.get(v, math.inf), us)
+    return dict(intra_op_threads=threads, microseconds_per_update=best, repeats=repeats, n_updates=n_updates, date=time.strftime('%Y-%m-%d'),
+                method=profile_floor.__doc__.replace('\n    ', ' '))
+
+
 def profile_sb3(n_updates: int, threads: int) -> dict:
     """SB3 DQN.train's update, line for line (stable_baselines3/dqn/dqn.py), with the same stopwatch; SB3's own replay
     buffer and policy, holding the same 10,000 transitions."""
@@ -313,8 +390,6 @@ def _child(args: list[str]) -> dict:
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
-PROFILE_REPEATS = 3
-
 
 def run_profile(n_updates: int, repeats: int = PROFILE_REPEATS) -> dict:
     """Per-update phases and acting, per side and intra-op thread count, each measurement in its own process; `repeats`
@@ -354,7 +429,9 @@ def main():
     ap.add_argument('--profile-updates', type=int, default=2_000, help='updates timed per side and thread count (0: no profile)')
     ap.add_argument('--profile-only', action='store_true')
     ap.add_argument('--runs-from', help="summarise the runs (and profile) saved in OUT.partial.json by an interrupted benchmark instead of running")
+    ap.add_argument('--floor', action='store_true', help='time the update floor and the candidate variants (see profile_floor) and add them to OUT')
     ap.add_argument('--one', choices=['ours', 'sb3'], help=argparse.SUPPRESS)
+    ap.add_argument('--one-floor', choices=FLOOR_VARIANTS, help=argparse.SUPPRESS)
     ap.add_argument('--one-profile', choices=['ours', 'sb3'], help=argparse.SUPPRESS)
     ap.add_argument('--one-acting', choices=['ours', 'sb3'], help=argparse.SUPPRESS)
     ap.add_argument('--threads', type=int, help=argparse.SUPPRESS)
@@ -365,6 +442,12 @@ def main():
         print(json.dumps((run_ours if a.one == 'ours' else run_sb3)(a.seed, a.total_steps))); return
     if a.one_profile:
         print(json.dumps((profile_ours if a.one_profile == 'ours' else profile_sb3)(a.n_updates, a.threads))); return
+    if a.one_floor:
+        print(json.dumps(profile_floor(a.one_floor, a.n_updates, a.threads))); return
+    if a.floor:   # adds the floor to an existing report
+        report = json.loads(Path(a.out).read_text()); report['floor'] = run_floor(a.profile_updates, report.get('intra_op_threads', 2))
+        Path(a.out).write_text(json.dumps(report, indent=1) + '\n')
+        print(json.dumps(report['floor']['microseconds_per_update'], indent=1)); return
     if a.one_acting:
         print(json.dumps(profile_acting(a.one_acting, a.threads))); return
     Path(a.out).parent.mkdir(parents=True, exist_ok=True)
