@@ -147,9 +147,11 @@ def robust_accuracy(model: nn.Module,  # the classifier $f$ on inputs in [0, 1];
                     *,
                     batch_size: int = 500,  # inputs attacked at a time
                     restarts: int = 1,  # runs of each attack per batch; an example is correct only if it survives every run
-                   ) -> float:
+                    per_example: bool = False,  # True: return `(accuracy, correct)`, `correct` the per-example booleans [N] on the model's device
+                   ) -> float | tuple[float, torch.Tensor]:
     r"""Robust accuracy $\frac1N\sum_n [\hat y(x_n) = y_n \wedge \hat y(A(f, x_n, y_n)) = y_n]$, $\hat y = \arg\max_c f_c$: the worst case per example
-    over the clean input, every attack $A$ given and `restarts` runs of each; each run attacks only the examples still correct."""
+    over the clean input, every attack $A$ given and `restarts` runs of each; each run attacks only the examples still correct.
+    With `per_example`, also which examples survived: the worst case over attacks run separately is the `&` of their results."""
     _check_batch(model, x, y)
     attacks = [] if attack is None else [attack] if callable(attack) else attack
     if isinstance(attacks, str) or not isinstance(attacks, Sequence) or not all(callable(a) for a in attacks):
@@ -157,9 +159,10 @@ def robust_accuracy(model: nn.Module,  # the classifier $f$ on inputs in [0, 1];
     if attack is not None and len(attacks) == 0: raise ValueError("attack must hold at least one attack when it is a list, got an empty one")
     check_arg('batch_size', batch_size, int, lo=1)
     check_arg('restarts', restarts, int, lo=1)
+    check_arg('per_example', per_example, bool)
     if len(x) == 0: raise ValueError("x must hold at least one input, got 0")
     dev = next((p.device for p in model.parameters()), x.device)
-    correct = torch.zeros((), device=dev)
+    correct = []
     for i in range(0, len(x), batch_size):
         xb, yb = x[i:i + batch_size].to(dev), y[i:i + batch_size].to(dev)
         with _eval_mode(model): ok = model(xb).argmax(1) == yb                 # delta = 0 is in the ball
@@ -169,8 +172,10 @@ def robust_accuracy(model: nn.Module,  # the classifier $f$ on inputs in [0, 1];
                 if len(idx) == 0: break
                 with torch.enable_grad(): xa = atk(model, xb[idx], yb[idx])
                 with _eval_mode(model): ok[idx] = model(xa).argmax(1) == yb[idx]
-        correct += ok.sum()
-    return (correct / len(x)).item()                                          # one host sync
+        correct.append(ok)
+    correct = torch.cat(correct)                                               # [N] booleans, on the model's device
+    acc = (correct.sum() / len(x)).item()                                      # one host sync
+    return (acc, correct) if per_example else acc
 
 # %% ../nbs/70_adversarial.ipynb #f6508a90
 class _Attacked:

@@ -153,7 +153,7 @@ def train_gan(G: nn.Module,  # generator: noise [B, z_dim] → samples
               d_lr: float | None = None,  # Adam's learning rate for D; None: `lr`. A larger one lets D get ahead of G
               gp_weight: float = 10.0,  # $\lambda$ of the gradient penalty ('wgan-gp' only)
               device: str | torch.device | None = None,  # where to train; None: `get_device()`
-              seed: int = 0,  # seeds the noise and initialisation (`seed_everything`)
+              seed: int = 0,  # seeds the noise and the data draws (`seed_everything`); G and D come initialised: seed before building them
               snapshot_every: int | None = None,  # store `G(snapshot_z)` every this many generator steps; None: never
               snapshot_z: torch.Tensor | None = None,  # fixed noise for the snapshots, [n, z_dim]
               d_loss_fn: Callable[[nn.Module, torch.Tensor, torch.Tensor], torch.Tensor] | None = None,  # custom D loss `d_loss_fn(D, real, fake)` → scalar, minimised; None: `loss`'s

@@ -115,6 +115,24 @@ def test_robust_accuracy_over_a_list_of_attacks():
     with pytest.raises(TypeError, match='attack'): robust_accuracy(m, x, y, 3)
 
 
+def test_robust_accuracy_per_example():
+    "per_example: the accuracy and a [N] boolean mask that agrees with it across batches; the worst case over separate runs is their `&`."
+    m, (x, y) = _model(), _batch(32)
+    m.eval()
+    grey, black = torch.full_like(x, 0.5), torch.zeros_like(x)
+    to = lambda img: (lambda model, xb, yb: img[:len(xb)])
+    with torch.no_grad(): ok_clean, ok_grey, ok_black = (m(t).argmax(1) == y for t in (x, grey, black))
+    acc, correct = robust_accuracy(m, x, y, to(grey), batch_size=5, per_example=True)
+    assert correct.dtype == torch.bool and correct.shape == (32,)
+    assert torch.equal(correct, ok_clean & ok_grey) and acc == pytest.approx(correct.float().mean().item())
+    assert acc == robust_accuracy(m, x, y, to(grey), batch_size=5)                  # the default still returns the float alone
+    _, c_black = robust_accuracy(m, x, y, to(black), per_example=True)
+    assert torch.equal(correct & c_black, robust_accuracy(m, x, y, [to(grey), to(black)], per_example=True)[1])
+    _, c_clean = robust_accuracy(m, x, y, None, batch_size=7, per_example=True)
+    assert torch.equal(c_clean, ok_clean)
+    with pytest.raises(TypeError, match='per_example'): robust_accuracy(m, x, y, None, per_example=1)
+
+
 def test_restarts_take_the_worst_case():
     m, (x, y) = _model(), _batch(32)
     calls = []
