@@ -435,7 +435,7 @@ def linear_probe(train: tuple,  # `(features [N, d], labels [N])` to fit on
     deviation, fit scikit-learn's L2-regularised logistic regression
     $\min_{w,b}\ \frac12\lVert w\rVert^2 + C\sum_i \log\big(1 + e^{-y_i (w^\top x_i + b)}\big)$, $y_i \in \{-1, +1\}$
     (the intercept $b$ not penalised), for each `C`, and keep the one with the best dev accuracy.
-    The fits run with one BLAS thread: on problems this small, OpenBLAS's thread pool made them over ten times slower on
+    The fits run with one BLAS thread: on problems this small, OpenBLAS's thread pool made them several times slower on
     2 cores. Returns {'C', 'dev_acc', 'test_acc'}."""
     from sklearn.linear_model import LogisticRegression
     from sklearn.preprocessing import StandardScaler
