@@ -129,22 +129,28 @@ def _phase_timer():
     return totals, lap, reset
 
 
-def profile_ours(n_updates: int, threads: int) -> dict:
-    """train_dqn's update, line for line (fm_course/rl.py), with a stopwatch between its phases; the buffer holds 10,000
-    random-policy transitions. On the CPU every op is synchronous, so each lap is that phase's own time."""
+def _ours_setup(threads: int):
+    "train_dqn's config, a replay buffer of 10,000 random-policy transitions, Q, its target copy and fused Adam, seeded."
     import copy
     import torch
-    import torch.nn.functional as F
-    from torch import nn
     from fm_course.models import MLP
-    from fm_course.rl import dqn_target
     torch.set_num_threads(threads); torch.manual_seed(0)
     c = ours_config(0)
     S, A, R, S2, D = _fill_transitions(10_000)
     replay = {'obs': torch.as_tensor(S), 'actions': torch.as_tensor(A).long(), 'rewards': torch.as_tensor(R),
               'next_obs': torch.as_tensor(S2), 'dones': torch.as_tensor(D)}
     q = MLP((4, *c.hidden, 2)); q_target = copy.deepcopy(q).requires_grad_(False)
-    opt = torch.optim.Adam(q.parameters(), lr=c.learning_rate, fused=True)
+    return c, replay, q, q_target, torch.optim.Adam(q.parameters(), lr=c.learning_rate, fused=True)
+
+
+def profile_ours(n_updates: int, threads: int) -> dict:
+    """train_dqn's update, line for line (fm_course/rl.py), with a stopwatch between its phases; the buffer holds 10,000
+    random-policy transitions. On the CPU every op is synchronous, so each lap is that phase's own time."""
+    import torch
+    import torch.nn.functional as F
+    from torch import nn
+    from fm_course.rl import dqn_target
+    c, replay, q, q_target, opt = _ours_setup(threads)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda u: 1 - u / (2 * n_updates))
     gen = torch.Generator().manual_seed(0)
     td_loss_sum, q_sum = torch.zeros(()), torch.zeros(())
@@ -185,19 +191,11 @@ def profile_floor(variant: str, n_updates: int, threads: int) -> float:
     `profile_ours`): the update as train_dqn runs it; candidates for a faster one (the target network's forward for all
     128 updates of a target period in one batched pass; torch.compile, CPU inductor, of the loss or of the whole step;
     bf16 autocast); and the floor, the update's 11 matrix products alone (6 forward, 5 backward) at the same shapes."""
-    import copy
     import torch
     import torch.nn.functional as F
     from torch import nn
-    from fm_course.models import MLP
     from fm_course.rl import dqn_target
-    torch.set_num_threads(threads); torch.manual_seed(0)
-    c = ours_config(0)
-    S, A, R, S2, D = _fill_transitions(10_000)
-    replay = {'obs': torch.as_tensor(S), 'actions': torch.as_tensor(A).long(), 'rewards': torch.as_tensor(R),
-              'next_obs': torch.as_tensor(S2), 'dones': torch.as_tensor(D)}
-    q = MLP((4, *c.hidden, 2)); q_target = copy.deepcopy(q).requires_grad_(False)
-    opt = torch.optim.Adam(q.parameters(), lr=c.learning_rate, fused=True)
+    c, replay, q, q_target, opt = _ours_setup(threads)
     gen = torch.Generator().manual_seed(0)
     B, period = c.batch_size, c.target_update_interval
     if variant == 'matrix products alone':
