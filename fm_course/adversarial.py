@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .core import Timer, check_arg, get_device, seed_everything
-from .train import History, TensorLoader, accuracy, fit
+from .train import SCORE_BATCH, History, TensorLoader, accuracy, adamw, fit
 from .vision import MNIST_MEAN, MNIST_STD, _check_digits, make_model
 
 # %% auto #0
@@ -247,9 +247,9 @@ def adversarial_train_mnist(seed: int,  # seeds the initial weights, the batch o
     to01 = lambda d: ((d[0][:, None].float() / 255).to(device), d[1].to(device))     # [N, 1, 28, 28] in [0, 1], moved once
     (xtr, ytr), (xva, yva) = to01(train), to01(valid)
     train_dl = TensorLoader(xtr, ytr, batch_size=batch_size, shuffle=True, drop_last=True, generator=g)
-    valid_dl = TensorLoader(xva, yva, batch_size=1000)
+    valid_dl = TensorLoader(xva, yva, batch_size=SCORE_BATCH)
     attack = functools.partial(pgd, eps=eps, alpha=alpha, steps=steps, generator=g if device.type == 'cpu' else None)
-    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
+    opt = adamw(model.parameters(), lr=lr, weight_decay=weight_decay)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=epochs * len(train_dl))
     with Timer() as t:
         hist = adversarial_fit(model, train_dl, attack=attack, opt=opt, sched=sched, epochs=epochs, device=device,

@@ -4,7 +4,7 @@
 
 # %% ../nbs/00_core.ipynb #a59e4565
 from __future__ import annotations
-import atexit, contextlib, hashlib, json, linecache, math, os, platform, random, shutil, sys, tempfile, time, warnings
+import atexit, contextlib, hashlib, json, linecache, logging, math, os, platform, random, shutil, sys, tempfile, time, warnings
 from collections.abc import Callable
 from pathlib import Path
 from dataclasses import dataclass
@@ -21,6 +21,13 @@ __all__ = ['DEVICE_ENV', 'PROFILE_ENV', 'PROFILES', 'SMOKE_ENV', 'PEAK_FLOPS_BF1
            'save_checkpoint', 'load_checkpoint', 'fingerprint', 'CachedRun', 'cached_run', 'project_root',
            'results_file', 'library_versions', 'load_results', 'record_result', 'clear_results', 'results_table',
            'record_mfu']
+
+# %% ../nbs/00_core.ipynb #99dd48cf
+# torchao 0.18 (which transformers and peft import when it is installed) registers Enum classes with torch's pytree;
+# torch 2.14 logs that as deprecated, two lines at import, in every chapter that builds a BERT. Harmless, and nothing a
+# learner can act on: this filter drops exactly that message.
+logging.getLogger('torch.utils._pytree').addFilter(
+    lambda record: 'is an Enum subclass and is now natively supported' not in record.getMessage())
 
 # %% ../nbs/00_core.ipynb #542ab9f2
 _TYPE_NAMES = {bool: 'a bool', int: 'an int', float: 'a number', str: 'a str', nn.Module: 'a torch.nn.Module',

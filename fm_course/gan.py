@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .core import check_arg, get_device, seed_everything
-from .train import History, autocast
+from .train import History, adamw, autocast
 
 # %% auto #0
 __all__ = ['GAN_LOSSES', 'gan_value', 'discriminator_loss', 'generator_loss', 'optimal_discriminator', 'jensen_shannon',
@@ -182,8 +182,8 @@ def train_gan(G: nn.Module,  # generator: noise [B, z_dim] → samples
     def scalar(name, t):
         if not (isinstance(t, torch.Tensor) and t.ndim == 0): raise TypeError(f"{name} must return a scalar tensor, got {t!r:.80}")
         return t
-    opt_g = torch.optim.Adam(G.parameters(), lr=lr, betas=betas)
-    opt_d = torch.optim.Adam(D.parameters(), lr=lr if d_lr is None else d_lr, betas=betas)
+    opt_g = adamw(G.parameters(), lr=lr, betas=betas)                                  # weight_decay=0: Adam
+    opt_d = adamw(D.parameters(), lr=lr if d_lr is None else d_lr, betas=betas)
     log, snaps = torch.zeros(steps, 5, device=device), []          # d_loss, g_loss, d_real, d_fake, gp: on the device
     noise = lambda: torch.randn(batch_size, z_dim, device=device)
     zero = torch.zeros((), device=device)

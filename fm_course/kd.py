@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .core import check_arg, get_device, seed_everything
-from .train import History, TensorLoader, accuracy, autocast, fit
+from .train import SCORE_BATCH, History, TensorLoader, accuracy, adamw, autocast, fit
 
 # %% auto #0
 __all__ = ['softmax_t', 'kd_loss', 'teacher_logits', 'distill', 'check_logit_matching']
@@ -77,7 +77,7 @@ def _frozen_eval(model: nn.Module):
 def teacher_logits(teacher: nn.Module,  # the network whose logits to compute, already on `device`; its train/eval modes are restored on return
                    x: torch.Tensor,  # inputs, [N, ...], on any device
                    tfm: Callable | None = None,  # batch transform applied before the teacher (e.g. normalisation); None: none
-                   batch_size: int = 1000,  # rows per forward pass
+                   batch_size: int = SCORE_BATCH,  # rows per forward pass
                    device: str | torch.device | None = None,  # where the teacher runs; None: `get_device()`
                   ) -> torch.Tensor:
     "The teacher's float32 logits for every row of `x` (after `tfm`), in eval mode, on `x`'s device."
@@ -151,7 +151,7 @@ def distill(student: nn.Module,  # the network to train; moved to `device`
             train_dl = TensorLoader(x, y, v, batch_size=batch_size, shuffle=True, drop_last=True, generator=g, tfm=prep)
         else:
             train_dl = _TeacherLabelled(TensorLoader(x, y, batch_size=batch_size, shuffle=True, drop_last=True, generator=g, tfm=augment), teacher, device)
-        opt = torch.optim.AdamW(student.parameters(), lr=lr, weight_decay=weight_decay)
+        opt = adamw(student.parameters(), lr=lr, weight_decay=weight_decay)
         sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=epochs * len(train_dl))
         return fit(student, train_dl, loss_fn=lambda z, yb, vb: loss_fn(z, vb, yb), opt=opt, sched=sched, epochs=epochs,
                    valid_dl=valid_dl, valid_loss_fn=F.cross_entropy, metrics={'acc': accuracy}, device=device, progress=progress)

@@ -59,13 +59,14 @@ class SmallCNN(nn.Module):
             _conv_bn(w, 2*w, act), _conv_bn(2*w, 2*w, act), nn.MaxPool2d(2),          # [B,2w,7,7]
             nn.Flatten())                                                              # [B,2w*7*7]
         self.head = nn.Sequential(nn.Dropout(dropout), nn.Linear(2*w*7*7, n_classes))
+        self.to(memory_format=torch.channels_last)          # NHWC weights: the layout oneDNN's and cuDNN's fast kernels use
 
     def features(self, x: torch.Tensor,  # images [B, C, 28, 28] or [B, 28, 28]
                 ) -> torch.Tensor:
         "The penultimate representation `[B, 2*width*7*7]`, used as a feature space (e.g. for a Fréchet distance)."
         if x.ndim == 3: x = x.unsqueeze(1)                                   # [B,28,28] -> [B,1,28,28]
         if x.ndim != 4 or x.shape[-2:] != (28, 28): raise ValueError(f"x must be [B,C,28,28] or [B,28,28], got shape {tuple(x.shape)}")
-        return self.body(x)
+        return self.body(x.contiguous(memory_format=torch.channels_last))
 
     def forward(self, x: torch.Tensor,  # images [B, C, 28, 28] or [B, 28, 28]
                ) -> torch.Tensor:

@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .core import check_arg, get_device
-from .train import History, TensorLoader, autocast, fit
+from .train import History, TensorLoader, adamw, autocast, fit
 
 # %% auto #0
 __all__ = ['autoencoder_loss', 'principal_angles', 'AutoEncoder', 'encode', 'corrupt', 'train_autoencoder', 'MultiTaskNet',
@@ -158,7 +158,7 @@ def train_autoencoder(model: nn.Module,  # the autoencoder, $\hat x$ = `model(x)
         v = _as_images(valid_x, 'valid_x').to(device)
         valid_dl = TensorLoader(v, v, batch_size=1000)
     model.to(device)
-    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
+    opt = adamw(model.parameters(), lr=lr, weight_decay=weight_decay)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=epochs * len(train_dl))
     return fit(model, train_dl, loss_fn=lambda x_hat, x_clean: autoencoder_loss(x_hat, x_clean, kind), opt=opt, sched=sched,
                epochs=epochs, valid_dl=valid_dl, device=device, progress=progress)

@@ -15,8 +15,8 @@ from torch import nn
 from .core import check_arg, dist_info, get_device, is_smoke
 
 # %% auto #0
-__all__ = ['TensorLoader', 'LengthBuckets', 'accuracy', 'autocast', 'History', 'evaluate', 'get_preds', 'fit', 'l2sp_penalty',
-           'finetune']
+__all__ = ['SCORE_BATCH', 'TensorLoader', 'LengthBuckets', 'accuracy', 'autocast', 'History', 'evaluate', 'get_preds', 'fit',
+           'adamw', 'l2sp_penalty', 'finetune']
 
 # %% ../nbs/02_train.ipynb #1f6c1f01
 class TensorLoader:
@@ -170,6 +170,10 @@ class History:
         return axs
 
 # %% ../nbs/02_train.ipynb #55ef9511
+SCORE_BATCH = 128   # rows per forward pass when a model only scores data. Measured on 2 CPU cores: the MNIST CNN scores the
+                    # 10,000 test digits ~3x faster in batches of 128 than of 1,000 (a large batch's activations overflow the
+                    # cache); an MLP is as fast either way. On a GPU, pass a larger batch_size where it pays.
+
 @torch.no_grad()
 def evaluate(model: nn.Module,  # the network, put in eval mode for the pass and restored after
              dl: Iterable,  # batches `(x, *targets)`
@@ -303,6 +307,28 @@ def fit(model: nn.Module,  # the network to train; moved to `device`
     if best_state is not None: model.load_state_dict(best_state)
     return hist
 
+# %% ../nbs/02_train.ipynb #07203353
+def adamw(params: Iterable,  # the parameters to optimise, or parameter groups (dicts with a 'params' list)
+          lr: float,  # learning rate $\eta$ (a scheduler may change it later)
+          weight_decay: float = 0.0,  # $\lambda$ of the decoupled decay $\theta \leftarrow \theta - \eta\lambda\theta$; 0: Adam
+          betas: tuple[float, float] = (0.9, 0.999),  # $(\beta_1, \beta_2)$, the decay rates of the moment estimates
+          eps: float = 1e-8,  # $\epsilon$ in the denominator
+         ) -> torch.optim.AdamW:
+    r"""`torch.optim.AdamW`: $\theta \leftarrow \theta - \eta\lambda\theta$, then $\theta \leftarrow \theta - \eta\,\hat m_t/(\sqrt{\hat v_t} + \epsilon)$ with
+    bias-corrected moments $\hat m_t = m_t/(1-\beta_1^t)$, $\hat v_t = v_t/(1-\beta_2^t)$; the fused implementation when every parameter
+    is a floating-point tensor on the CPU or a CUDA device, PyTorch's default otherwise."""
+    check_arg('lr', lr, float, lo=0, lo_open=True); check_arg('weight_decay', weight_decay, float, lo=0)
+    check_arg('eps', eps, float, lo=0)
+    if not (isinstance(betas, (tuple, list)) and len(betas) == 2 and all(isinstance(b, (int, float)) and 0 <= b < 1 for b in betas)):
+        raise ValueError(f"betas must be a pair (beta1, beta2) of numbers in [0, 1), got {betas!r}")
+    if isinstance(params, torch.Tensor): raise TypeError("params must be an iterable of tensors or of parameter groups, got a single tensor")
+    groups = [dict(g, params=list(g['params'])) if isinstance(g, dict) else g for g in params]
+    tensors = [t for g in groups for t in (g['params'] if isinstance(g, dict) else [g])]
+    if not tensors: raise ValueError("params is empty: there is nothing to optimise")
+    if not all(isinstance(t, torch.Tensor) for t in tensors): raise TypeError("params must hold tensors (or groups of tensors)")
+    fused = all(t.is_floating_point() and t.device.type in ('cpu', 'cuda') for t in tensors)
+    return torch.optim.AdamW(groups, lr=lr, weight_decay=weight_decay, betas=tuple(betas), eps=eps, fused=True if fused else None)
+
 # %% ../nbs/02_train.ipynb #cf70b2d9
 def l2sp_penalty(model: nn.Module,  # the network being fine-tuned
                  start: dict[str, torch.Tensor],  # $\theta_0$: parameter name -> starting value; parameters not named are not penalised
@@ -342,7 +368,7 @@ def finetune(model: nn.Module,  # the network; only parameters with `requires_gr
     if not params: raise ValueError("model has no trainable parameter (every requires_grad is False)")
     device = get_device(device)
     model.to(device)
-    opt = torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
+    opt = adamw(params, lr=lr, weight_decay=weight_decay)
     total = epochs * len(train_dl)
     n_warm = int(warmup * total)
     sched = torch.optim.lr_scheduler.LambdaLR(

@@ -17,7 +17,7 @@ from torchvision.transforms import v2
 
 from .core import Timer, cached_run, check_arg, fingerprint, get_device, seed_everything
 from .models import MLP, SmallCNN
-from .train import History, TensorLoader, accuracy, evaluate, fit
+from .train import SCORE_BATCH, History, TensorLoader, accuracy, adamw, evaluate, fit
 
 # %% auto #0
 __all__ = ['MNIST_MEAN', 'MNIST_STD', 'DEFAULT_WIDTH', 'RandomAffineBatch', 'mnist_batch_tfm', 'make_model', 'MnistRun',
@@ -191,13 +191,13 @@ def train_mnist(arch: str,  # 'mlp' or 'cnn' (`make_model`)
         train_dl = TensorLoader(xtr, ytr, batch_size=batch_size, shuffle=True, drop_last=True, generator=g,
                                 tfm=mnist_batch_tfm(augment, generator=g if device.type == 'cpu' else None))
         prep = mnist_batch_tfm(False)
-        curve_dl = TensorLoader(xte[:curve_size], yte[:curve_size], batch_size=1000, tfm=prep)
-        opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
+        curve_dl = TensorLoader(xte[:curve_size], yte[:curve_size], batch_size=SCORE_BATCH, tfm=prep)
+        opt = adamw(model.parameters(), lr=lr, weight_decay=weight_decay)
         sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=epochs * len(train_dl))
         with Timer() as t:
             hist = fit(model, train_dl, loss_fn=F.cross_entropy, opt=opt, sched=sched, epochs=epochs, valid_dl=curve_dl,
                        metrics={'acc': accuracy}, device=device, progress=progress)
-        test_dl = TensorLoader(xte, yte, batch_size=1000, tfm=prep)
+        test_dl = TensorLoader(xte, yte, batch_size=SCORE_BATCH, tfm=prep)
         test_acc = evaluate(model, test_dl, F.cross_entropy, {'acc': accuracy}, device)['acc']
         return dict(history=hist.rows, test_acc=test_acc, seconds=t.seconds)
 

@@ -131,12 +131,12 @@ def test_moved_names_are_re_exported():
 
 
 def test_train_classifier_is_the_recipe_it_replaced_bit_for_bit():
-    """train_classifier now calls finetune; the chapter's records need the weights of the loop it replaced: AdamW (weight decay
-    0.01) on every parameter, learning rate x max(0, 1 - s/S), gradient norm clipped at 1. With S a power of two (2 epochs x 4
-    batches here, 8 x 32 in the fast profile) finetune's (S - s)/S is the same float, so the weights must be equal to the bit."""
+    """train_classifier calls finetune; it must be the loop it replaced, to the bit: AdamW (`adamw`, weight decay 0.01) on every
+    parameter, learning rate x max(0, 1 - s/S), gradient norm clipped at 1. With S a power of two (2 epochs x 4 batches here,
+    8 x 32 in the fast profile) finetune's (S - s)/S is the same float, so the weights must be equal to the bit."""
     import torch.nn.functional as F
     from fm_course.mlm import train_classifier
-    from fm_course.train import accuracy, fit
+    from fm_course.train import accuracy, adamw, fit
     from transformers import BertConfig
     cfg = BertConfig(vocab_size=50, hidden_size=16, num_hidden_layers=1, num_attention_heads=2, intermediate_size=32, max_position_embeddings=32)
     g = torch.Generator().manual_seed(0)
@@ -144,7 +144,7 @@ def test_train_classifier_is_the_recipe_it_replaced_bit_for_bit():
     labels = torch.randint(0, 2, (32,), generator=g)
 
     def replaced(model, train, epochs, lr):
-        opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.01)
+        opt = adamw(model.parameters(), lr=lr, weight_decay=0.01)
         total = epochs * len(train)
         sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: max(0.0, 1 - s / total))
         return fit(model, train, loss_fn=F.cross_entropy, opt=opt, epochs=epochs, sched=sched, clip_grad=1.0, metrics={'acc': accuracy},
