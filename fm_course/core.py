@@ -4,8 +4,9 @@
 
 # %% ../nbs/00_core.ipynb #a59e4565
 from __future__ import annotations
-import atexit, contextlib, hashlib, json, linecache, logging, math, os, platform, random, shutil, sys, tempfile, time, warnings
-from collections.abc import Callable
+import atexit, contextlib, hashlib, json, linecache, logging, math, multiprocessing, os, pickle, platform, random, shutil, sys, tempfile, time, warnings
+from collections.abc import Callable, Iterable
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from dataclasses import dataclass
 
@@ -17,8 +18,8 @@ from torch import nn
 __all__ = ['DEVICE_ENV', 'PROFILE_ENV', 'PROFILES', 'SMOKE_ENV', 'PEAK_FLOPS_BF16', 'CACHE_ENV', 'RESULTS_ENV', 'ENV_KEY',
            'VERSIONED_LIBRARIES', 'SMOKE_RESULTS', 'check_arg', 'get_device', 'seed_everything', 'get_profile',
            'is_smoke', 'by_profile', 'require_full_profile', 'init_distributed', 'dist_info', 'is_main_process',
-           'n_params', 'sync_device', 'Timer', 'peak_flops', 'mfu', 'count_flops', 'atomic_path', 'cache_dir',
-           'save_checkpoint', 'load_checkpoint', 'fingerprint', 'CachedRun', 'cached_run', 'project_root',
+           'map_runs', 'n_params', 'sync_device', 'Timer', 'peak_flops', 'mfu', 'count_flops', 'atomic_path',
+           'cache_dir', 'save_checkpoint', 'load_checkpoint', 'fingerprint', 'CachedRun', 'cached_run', 'project_root',
            'results_file', 'library_versions', 'load_results', 'record_result', 'clear_results', 'results_table',
            'record_mfu']
 
@@ -201,6 +202,46 @@ def is_main_process() -> bool:
     "True alone and on rank 0 of several: the one process that writes files and shows progress."
     return dist_info()[0] == 0
 
+
+# %% ../nbs/00_core.ipynb #1f418967
+_PARALLEL_RUNS: tuple | None = None   # (fn, items) of the map_runs call in progress: forked workers inherit it
+_IN_WORKER = False                    # True in a map_runs worker: nested calls run inline
+
+def _start_worker(threads: int):
+    global _IN_WORKER
+    _IN_WORKER = True
+    torch.set_num_threads(threads)
+
+def _run_one(i: int) -> bytes:
+    fn, items = _PARALLEL_RUNS
+    return pickle.dumps(fn(items[i]), protocol=pickle.HIGHEST_PROTOCOL)   # plain pickle: a copy, not shared memory
+
+def map_runs(fn: Callable,  # one run: `fn(item)`; it seeds itself and returns what the caller needs (picklable)
+             items: Iterable,  # one item per run, e.g. seeds or configurations
+             device: str | torch.device,  # the device the runs compute on: worker processes only for 'cpu'
+             workers: int | None = None,  # processes at a time (>= 1); None: one per thread this process may use (`torch.get_num_threads()`)
+             ) -> list:
+    "`[fn(x) for x in items]`, in order; on the CPU the runs go side by side in forked worker processes, each with `threads // workers` threads."
+    global _PARALLEL_RUNS
+    check_arg('fn', fn, Callable)
+    if isinstance(items, (str, bytes)) or not isinstance(items, Iterable):
+        raise TypeError(f"items must be an iterable of run arguments (a list of seeds, configurations, ...), got {_short(items)}")
+    check_arg('device', device, (str, torch.device))
+    device, items = torch.device(device), list(items)
+    n_threads = torch.get_num_threads()
+    if workers is None: workers = n_threads
+    check_arg('workers', workers, int, lo=1)
+    workers = min(workers, len(items))
+    can_fork = sys.platform.startswith('linux') and 'fork' in multiprocessing.get_all_start_methods()
+    if device.type != 'cpu' or workers <= 1 or _IN_WORKER or not can_fork or _PARALLEL_RUNS is not None:
+        return [fn(x) for x in items]
+    _PARALLEL_RUNS = (fn, items)
+    try:
+        with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context('fork'),
+                                 initializer=_start_worker, initargs=(max(1, n_threads // workers),)) as pool:
+            return [pickle.loads(b) for b in pool.map(_run_one, range(len(items)))]
+    finally:
+        _PARALLEL_RUNS = None
 
 # %% ../nbs/00_core.ipynb #9eb6a5a0
 def n_params(model: nn.Module,  # the network
