@@ -227,7 +227,9 @@ def map_runs(fn: Callable,  # one run: `fn(item)`; it seeds itself and returns w
     if isinstance(items, (str, bytes)) or not isinstance(items, Iterable):
         raise TypeError(f"items must be an iterable of run arguments (a list of seeds, configurations, ...), got {_short(items)}")
     check_arg('device', device, (str, torch.device))
-    device, items = torch.device(device), list(items)
+    try: device = torch.device(device)
+    except RuntimeError: raise ValueError(f"device must name a torch device ('cpu', 'cuda', 'cuda:1', 'mps', ...), got {device!r}") from None
+    items = list(items)
     n_threads = torch.get_num_threads()
     if workers is None: workers = n_threads
     check_arg('workers', workers, int, lo=1)

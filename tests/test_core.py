@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 from fm_course.core import (Timer, atomic_path, by_profile, cache_dir, cached_run, check_arg, fingerprint, get_device, get_profile,
-                            is_smoke, library_versions, load_checkpoint, load_results, n_params, record_result, require_full_profile,
+                            is_smoke, library_versions, load_checkpoint, load_results, map_runs, n_params, record_result, require_full_profile,
                             results_file, results_table, save_checkpoint, seed_everything, sync_device)
 
 
@@ -277,3 +277,30 @@ def test_smoke_checkpoints_live_as_long_as_the_process(smoke):
             "r = cached_run({'a': 4}, lambda: nn.Linear(2, 1), lambda m: {}); print(r.hit, r.path)")
     out = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True, check=True, env=os.environ).stdout.split()
     assert out[0] == 'False' and not Path(out[1]).exists() and not Path(out[1]).parent.exists()   # trained afresh; deleted at exit
+
+
+def _square_and_pid(x):
+    return x * x, os.getpid()
+
+
+def test_map_runs_edge_cases():
+    assert map_runs(_square_and_pid, [], 'cpu') == []
+    out = map_runs(_square_and_pid, (i for i in range(5)), 'cpu', workers=8)     # a generator; more workers than runs
+    assert [v for v, _ in out] == [0, 1, 4, 9, 16]
+    assert {pid for _, pid in map_runs(_square_and_pid, range(3), 'cpu', workers=1)} == {os.getpid()}   # one worker: inline
+    assert {pid for _, pid in map_runs(_square_and_pid, range(3), torch.device('meta'))} == {os.getpid()}
+
+
+def test_map_runs_keeps_the_error_type():
+    def bad(x):
+        if x == 2: raise ValueError(f'run {x} failed')
+        return x
+    with pytest.raises(ValueError, match='run 2 failed'): map_runs(bad, range(4), 'cpu', workers=2)
+
+
+@pytest.mark.parametrize('kwargs, err, msg', [(dict(fn=None), TypeError, 'fn must be'), (dict(items=5), TypeError, 'items must be'),
+                                              (dict(items='abc'), TypeError, 'items must be'), (dict(device=1), TypeError, 'device must be'),
+                                              (dict(workers=0), ValueError, 'workers must be'), (dict(workers=1.5), TypeError, 'workers must be')])
+def test_map_runs_bad_input(kwargs, err, msg):
+    args = dict(fn=_square_and_pid, items=[1, 2], device='cpu') | kwargs
+    with pytest.raises(err, match=msg): map_runs(**args)
