@@ -207,10 +207,10 @@ def is_main_process() -> bool:
 _PARALLEL_RUNS: tuple | None = None   # (fn, items) of the map_runs call in progress: forked workers inherit it
 _IN_WORKER = False                    # True in a map_runs worker: nested calls run inline
 
-def _start_worker(threads: int):
+def _start_worker():
     global _IN_WORKER
     _IN_WORKER = True
-    torch.set_num_threads(threads)
+    torch.set_num_threads(1)   # one thread: libgomp hangs in a forked child's multi-thread region once the parent has used one
 
 def _run_one(i: int) -> bytes:
     fn, items = _PARALLEL_RUNS
@@ -221,7 +221,7 @@ def map_runs(fn: Callable,  # one run: `fn(item)`; it seeds itself and returns w
              device: str | torch.device,  # the device the runs compute on: worker processes only for 'cpu'
              workers: int | None = None,  # processes at a time (>= 1); None: one per thread this process may use (`torch.get_num_threads()`)
              ) -> list:
-    "`[fn(x) for x in items]`, in order; on the CPU the runs go side by side in forked worker processes, each with `threads // workers` threads."
+    "`[fn(x) for x in items]`, in order; on the CPU (Linux) the runs go side by side in forked worker processes of one thread each."
     global _PARALLEL_RUNS
     check_arg('fn', fn, Callable)
     if isinstance(items, (str, bytes)) or not isinstance(items, Iterable):
@@ -230,19 +230,22 @@ def map_runs(fn: Callable,  # one run: `fn(item)`; it seeds itself and returns w
     try: device = torch.device(device)
     except RuntimeError: raise ValueError(f"device must name a torch device ('cpu', 'cuda', 'cuda:1', 'mps', ...), got {device!r}") from None
     items = list(items)
-    n_threads = torch.get_num_threads()
-    if workers is None: workers = n_threads
+    if workers is None: workers = torch.get_num_threads()
     check_arg('workers', workers, int, lo=1)
     workers = min(workers, len(items))
     can_fork = sys.platform.startswith('linux') and 'fork' in multiprocessing.get_all_start_methods()
     if device.type != 'cpu' or workers <= 1 or _IN_WORKER or not can_fork or _PARALLEL_RUNS is not None:
         return [fn(x) for x in items]
     _PARALLEL_RUNS = (fn, items)
+    pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context('fork'), initializer=_start_worker)
     try:
-        with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context('fork'),
-                                 initializer=_start_worker, initargs=(max(1, n_threads // workers),)) as pool:
+        with warnings.catch_warnings():
+            # Python >= 3.12 warns on every fork of a process with threads (here PyTorch's idle intra-op pool and the
+            # notebook's I/O threads); a worker only computes with its own fresh thread pool and returns bytes.
+            warnings.filterwarnings('ignore', message='This process .* is multi-threaded, use of fork', category=DeprecationWarning)
             return [pickle.loads(b) for b in pool.map(_run_one, range(len(items)))]
     finally:
+        pool.shutdown(wait=True, cancel_futures=True)   # after an error (or Ctrl-C), the runs not yet started never start
         _PARALLEL_RUNS = None
 
 # %% ../nbs/00_core.ipynb #9eb6a5a0

@@ -304,3 +304,14 @@ def test_map_runs_keeps_the_error_type():
 def test_map_runs_bad_input(kwargs, err, msg):
     args = dict(fn=_square_and_pid, items=[1, 2], device='cpu') | kwargs
     with pytest.raises(err, match=msg): map_runs(**args)
+
+
+def test_map_runs_error_cancels_the_runs_not_started(tmp_path):
+    import time
+    def run(i):
+        (tmp_path / f'started-{i}').touch()
+        if i == 0: raise RuntimeError('first run failed')
+        time.sleep(0.3)
+        return i
+    with pytest.raises(RuntimeError, match='first run failed'): map_runs(run, range(12), 'cpu', workers=2)
+    assert len(list(tmp_path.glob('started-*'))) < 12                             # the queue was cancelled, not run to the end
